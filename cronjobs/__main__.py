@@ -1,0 +1,5 @@
+"""`python -m cronjobs` is `run-cron`."""
+
+from .cli import main
+
+main()

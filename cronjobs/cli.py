@@ -1,0 +1,318 @@
+"""The `run-cron` command: parses arguments, calls the core, prints, and picks the exit code.
+
+Exit codes: 0 success (also: nothing due, another tick holds the lock); 1 a job or message failed or
+timed out; 2 usage, configuration or database error. Heavy modules are imported inside the commands
+that need them, so an idle tick pays only for click, filelock and sqlite3.
+"""
+
+from __future__ import annotations
+
+import time
+
+_STARTED = time.monotonic()  # the hard time limit counts from here, as close to exec as we can get
+
+import json  # noqa: E402
+import logging  # noqa: E402
+import sys  # noqa: E402
+from typing import Any, Optional  # noqa: E402
+
+import click  # noqa: E402
+
+from . import __version__  # noqa: E402
+from .errors import CronjobsError  # noqa: E402
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+class CliError(click.ClickException):
+    """One clean line on stderr and exit code 2, never a traceback."""
+
+    exit_code = EXIT_USAGE
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"run-cron: error: {self.format_message()}", err=True)
+
+
+class Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CronjobsError as exc:
+            raise CliError(str(exc)) from None
+        except KeyboardInterrupt:
+            click.echo("run-cron: interrupted", err=True)
+            sys.exit(130)
+
+
+class State:
+    """Options of the group, shared with the subcommands."""
+
+    def __init__(self, config_path: Optional[str], verbose: int, quiet: bool) -> None:
+        self.config_path = config_path
+        self.verbose = 0 if quiet else verbose
+        self.quiet = quiet
+        self._config: Any = None
+
+    def config(self, override: Optional[str] = None, load_jobs: bool = True) -> Any:
+        from .config import find_config_path, load_config
+        from .registry import load_modules
+
+        if self._config is None:
+            self._config = load_config(find_config_path(override or self.config_path))
+            setup_logging(self._config, self.verbose)
+            if load_jobs:
+                load_modules(self._config.jobs, self._config.python_path, self._config.path)
+        return self._config
+
+    def queue(self, override: Optional[str] = None) -> Any:
+        from .queue import Queue
+        from .store import connect_store
+
+        config = self.config(override, load_jobs=False)
+        database, models = connect_store(config.database, config.busy_timeout, config.synchronous)
+        return Queue(database, models)
+
+
+def setup_logging(config: Any, verbose: int) -> None:
+    level = logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("run-cron: %(message)s"))
+    handler.setLevel(level)
+    root = logging.getLogger("cronjobs")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+    if config is not None and getattr(config.log, "file", None):
+        from .logs import add_file_handler
+
+        add_file_handler(root, config)
+
+
+config_option = click.option(
+    "--config",
+    "config_path",
+    metavar="PATH",
+    help="Configuration file (default: $RUN_CRON_CONFIG, else ./config/run-cron.ini).",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+
+@click.group(cls=Group, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@config_option
+@click.option("--force", "force", multiple=True, metavar="WHAT",
+              help="Run these jobs now: an interval (daily ...), a job name, or 'all'. Repeatable.")
+@click.option("--time-limit", type=click.FloatRange(min=0), metavar="SECONDS",
+              help="Hard limit for this tick (default: the configuration's time_limit; 0: none).")
+@click.option("--dry-run", is_flag=True, help="Print what would run now and why; change nothing.")
+@click.option("-v", "--verbose", count=True, help="Say what happens (-vv: more).")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but configuration errors.")
+@click.version_option(__version__, prog_name="run-cron")
+@click.pass_context
+def cli(ctx: click.Context, config_path: Optional[str], force: tuple[str, ...], time_limit: Optional[float],
+        dry_run: bool, verbose: int, quiet: bool) -> None:
+    """Run one tick: the due periodic jobs in order, then queued messages, under a hard time limit.
+
+    Call it every minute from cron. A second copy exits at once while one runs.
+    """
+    state = ctx.obj = State(config_path, verbose, quiet)
+    if ctx.invoked_subcommand is not None:
+        return
+    config = state.config()
+    from .registry import registry
+
+    forced = registry.select(force) if force else None
+    if dry_run:
+        _print_dry_run(config, registry, forced)
+        return
+    from .tick import run_tick
+
+    reporter = Reporter(state.verbose, show_progress=bool(force) and sys.stderr.isatty())
+    result = run_tick(config, registry, time_limit=time_limit, force=forced, trigger="cli",
+                      started=_STARTED, on_event=reporter)
+    if result.status == "locked":
+        if state.verbose:
+            click.echo("run-cron: another tick is running; exiting", err=True)
+        return
+    if result.status == "idle" and state.verbose:
+        click.echo("run-cron: nothing due", err=True)
+    if not state.quiet:
+        for item in result.failed:
+            click.echo(f"run-cron: {item.kind} {item.name} {item.uuid or ''} {item.outcome}: {item.error}",
+                       err=True)
+        if result.error:
+            click.echo(f"run-cron: error: {result.error}", err=True)
+    if result.timed_out and state.verbose:
+        click.echo("run-cron: stopped at the time limit", err=True)
+    ctx.exit(result.exit_code)
+
+
+class Reporter:
+    """Prints tick events: each run at -v, live progress on a terminal with --force."""
+
+    def __init__(self, verbose: int, show_progress: bool = False) -> None:
+        self.verbose = verbose
+        self.show_progress = show_progress
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        if kind == "progress" and self.show_progress:
+            click.echo(f"\r  {event.get('progress', 0):5.1f}%", err=True, nl=False)
+        elif not self.verbose:
+            return
+        elif kind == "start":
+            click.echo(f"run-cron: start {event['kind']} {event['name']} {event.get('uuid', '')}"
+                       f"{' (' + event['reason'] + ')' if event.get('reason') else ''}", err=True)
+        elif kind == "end":
+            click.echo(f"run-cron: end {event['kind']} {event['name']}: {event['outcome']}"
+                       f" in {event.get('duration', 0):.3f} s", err=True)
+        elif kind == "skipped":
+            click.echo(f"run-cron: skipped {event['kind']} {event['name']}: {event['reason']}", err=True)
+        elif kind == "recovered":
+            click.echo(f"run-cron: recovered {event['kind']} {event['name']} {event['uuid']}: "
+                       f"{event['outcome']}", err=True)
+
+
+def _print_dry_run(config: Any, registry: Any, forced: Optional[list[Any]]) -> None:
+    from .views import dry_run_plan
+
+    for line in dry_run_plan(config, registry, forced):
+        click.echo(line)
+
+
+@cli.command("list")
+@config_option
+@json_option
+@click.pass_obj
+def list_jobs(state: State, config_path: Optional[str], as_json: bool) -> None:
+    """Every periodic job with its schedule, last run, last outcome and next due time."""
+    from .registry import registry
+    from .views import job_rows, render_table
+
+    config = state.config(config_path)
+    rows = job_rows(config, registry)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(render_table(rows, ["name", "schedule", "last_run", "last_outcome", "next_due"]))
+
+
+@cli.command()
+@config_option
+@click.argument("message_type", metavar="TYPE")
+@click.argument("payload", metavar="[PAYLOAD_JSON]", required=False)
+@click.option("--priority", type=int, default=0, show_default=True, help="Higher runs first.")
+@click.option("--delay", type=click.FloatRange(min=0), default=0, metavar="SECONDS", help="Run no sooner.")
+@click.option("--key", default=None, help="De-duplicate: return the live message with this key.")
+@click.option("--max-attempts", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--owner", default=None, help="Who the message belongs to (for example user:7).")
+@click.pass_obj
+def enqueue(state: State, config_path: Optional[str], message_type: str, payload: Optional[str], priority: int,
+            delay: float, key: Optional[str], max_attempts: int, owner: Optional[str]) -> None:
+    """Queue a message of TYPE with a JSON payload; prints its uuid."""
+    data = None
+    if payload is not None:
+        try:
+            data = json.loads(payload)
+        except ValueError as exc:
+            raise CliError(f"PAYLOAD_JSON is not valid JSON: {exc}") from None
+    with state.queue(config_path) as queue:
+        click.echo(queue.enqueue(message_type, data, priority=priority, delay=delay, key=key,
+                                 max_attempts=max_attempts, owner=owner))
+
+
+@cli.command()
+@config_option
+@click.option("--status", type=click.Choice(["new", "pending", "completed", "failed", "cancelled"]))
+@click.option("--type", "message_type", metavar="TYPE")
+@click.option("--owner")
+@click.option("--limit", type=click.IntRange(min=1), default=None)
+@json_option
+@click.pass_obj
+def jobs(state: State, config_path: Optional[str], status: Optional[str], message_type: Optional[str],
+         owner: Optional[str], limit: Optional[int], as_json: bool) -> None:
+    """Queued messages with status and progress, newest first."""
+    from .views import message_rows, render_table
+
+    with state.queue(config_path) as queue:
+        found = queue.jobs(owner=owner, status=status, type=message_type, limit=limit, details=as_json)
+        if as_json:
+            click.echo(json.dumps([view.to_json() for view in found], indent=2))
+            return
+        click.echo(render_table(message_rows(found),
+                                ["uuid", "type", "status", "progress", "attempts", "owner", "created"]))
+
+
+@cli.command()
+@config_option
+@click.argument("uuid")
+@json_option
+@click.pass_obj
+def show(state: State, config_path: Optional[str], uuid: str, as_json: bool) -> None:
+    """One message with its checkpoint, attempts, errors, warnings and attachments."""
+    from .views import describe_message
+
+    with state.queue(config_path) as queue:
+        view = queue.get(uuid)
+        if as_json:
+            click.echo(json.dumps(view.to_json(), indent=2))
+        else:
+            click.echo(describe_message(view))
+
+
+@cli.command()
+@config_option
+@click.argument("uuid", required=False)
+@click.option("--failed", "all_failed", is_flag=True, help="Retry every failed message.")
+@click.pass_obj
+def retry(state: State, config_path: Optional[str], uuid: Optional[str], all_failed: bool) -> None:
+    """Put a failed message (same uuid) back to new with fresh attempts."""
+    if bool(uuid) == all_failed:
+        raise CliError("give either a UUID or --failed")
+    with state.queue(config_path) as queue:
+        if all_failed:
+            count = queue.retry_failed()
+            if state.verbose:
+                click.echo(f"run-cron: {count} failed message(s) queued again", err=True)
+        else:
+            queue.retry(uuid)
+
+
+@cli.command()
+@config_option
+@click.argument("uuid")
+@click.pass_obj
+def cancel(state: State, config_path: Optional[str], uuid: str) -> None:
+    """Cancel a new or running message (a running handler stops at its next checkpoint)."""
+    with state.queue(config_path) as queue:
+        queue.cancel(uuid)
+
+
+@cli.command()
+@config_option
+@click.argument("uuid")
+@click.argument("name")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write to FILE.")
+@click.pass_obj
+def attachment(state: State, config_path: Optional[str], uuid: str, name: str, output: Optional[str]) -> None:
+    """Write one attachment of a message to stdout or FILE."""
+    with state.queue(config_path) as queue:
+        chunks = queue.attachment(uuid, name)
+        if output:
+            with open(output, "wb") as handle:
+                for chunk in chunks:
+                    handle.write(chunk)
+        else:
+            stream = click.get_binary_stream("stdout")
+            for chunk in chunks:
+                stream.write(chunk)
+            stream.flush()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="run-cron")
+
+
+if __name__ == "__main__":
+    main()

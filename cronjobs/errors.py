@@ -1,0 +1,99 @@
+"""The exceptions run-cron raises; each builds its own message so the CLI can print it as one line."""
+
+from __future__ import annotations
+
+
+class CronjobsError(Exception):
+    """Base class of every error run-cron raises on purpose."""
+
+
+class ConfigError(CronjobsError):
+    """The configuration file is missing, unreadable or holds a bad value."""
+
+    def __init__(self, path: str, key: str | None, problem: str) -> None:
+        self.path = path
+        self.key = key
+        self.problem = problem
+        where = f"{path}: {key}: " if key else f"{path}: "
+        super().__init__(where + problem)
+
+
+class JobDefinitionError(CronjobsError):
+    """A job or handler was declared wrongly (bad expression, duplicate name, ...)."""
+
+    def __init__(self, module: str | None, name: str, problem: str) -> None:
+        self.module = module
+        self.name = name
+        where = f"{module}: " if module else ""
+        super().__init__(f"{where}job {name!r}: {problem}")
+
+
+class JobLoadError(CronjobsError):
+    """A jobs module named in the configuration could not be imported."""
+
+    def __init__(self, path: str, module: str, cause: BaseException) -> None:
+        self.module = module
+        super().__init__(
+            f"{path}: jobs: cannot import {module!r}: {type(cause).__name__}: {cause}"
+        )
+
+
+class UnknownJobError(CronjobsError):
+    """`--force` or another command named a job or interval that does not exist."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        super().__init__(
+            f"no job or interval named {what!r} (try 'run-cron list' or an interval such as 'daily')"
+        )
+
+
+class MessageNotFound(CronjobsError):
+    """No queued message has the given uuid."""
+
+    def __init__(self, uuid: str) -> None:
+        self.uuid = uuid
+        super().__init__(f"no message with uuid {uuid!r}")
+
+
+class AttachmentNotFound(CronjobsError):
+    """The message exists but has no attachment of that name."""
+
+    def __init__(self, uuid: str, name: str) -> None:
+        super().__init__(f"message {uuid!r} has no attachment named {name!r}")
+
+
+class InvalidPayload(CronjobsError):
+    """A payload or state could not be stored as JSON."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(f"payload must be JSON-serialisable: {problem}")
+
+
+class InvalidState(CronjobsError):
+    """An operation does not apply to a message in its current status."""
+
+
+class StoreError(CronjobsError):
+    """The database could not be opened, read or written (locked, unwritable, corrupt)."""
+
+    def __init__(self, path: str, cause: BaseException | str) -> None:
+        self.path = path
+        super().__init__(f"database {path}: {cause}")
+
+
+class PermanentError(CronjobsError):
+    """Raised by a handler to fail its message at once, without further attempts."""
+
+
+class Retry(CronjobsError):
+    """Raised by a handler to run its message again later, without using up an attempt."""
+
+    def __init__(self, delay: float = 60.0, reason: str = "") -> None:
+        self.delay = float(delay)
+        self.reason = reason
+        super().__init__(reason or f"retry in {self.delay:g} s")
+
+
+class Cancelled(CronjobsError):
+    """Raised inside a handler when its message was cancelled while it ran."""

@@ -1,0 +1,66 @@
+"""The supervisor lock: one tick at a time, across cron, the HTTP trigger and the worker mode.
+
+An flock (through filelock) belongs to an open file description, so the kernel drops it when the
+holding process dies, kill -9 included: no stale lock to clean up, no pid file to trust.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import filelock
+
+from .errors import CronjobsError
+
+
+class LockError(CronjobsError):
+    """The lock file cannot be created or locked at all (not: someone else holds it)."""
+
+    def __init__(self, path: str, cause: BaseException) -> None:
+        super().__init__(f"lock file {path}: {cause}")
+
+
+class SupervisorLock:
+    """A non-blocking exclusive lock on `path`."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        # No soft-lock fallback: a lock file that outlives a killed process is exactly the stale lock
+        # this exists to avoid. Where flock is unsupported we fail loudly instead.
+        self._lock = filelock.FileLock(path, thread_local=False, fallback_to_soft=False)
+
+    def acquire(self) -> bool:
+        """Take the lock now, or return False at once if another process holds it."""
+        directory = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(directory):
+            raise LockError(self.path, "its directory does not exist")
+        try:
+            self._lock.acquire(blocking=False)
+        except filelock.Timeout:
+            return False
+        except OSError as exc:
+            raise LockError(self.path, exc) from exc
+        return True
+
+    def release(self) -> None:
+        if self._lock.is_locked:
+            self._lock.release(force=True)
+
+    @property
+    def fileno(self) -> Optional[int]:
+        """The descriptor holding the flock (a forked worker closes its copy)."""
+        return getattr(self._lock._context, "lock_file_fd", None)  # noqa: SLF001
+
+    def held_elsewhere(self) -> bool:
+        """True while another process holds the lock (a tick is running)."""
+        if self.acquire():
+            self.release()
+            return False
+        return True
+
+    def __enter__(self) -> "SupervisorLock":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

@@ -1,0 +1,359 @@
+"""The queue as application code sees it: enqueue, inspect, retry and cancel messages.
+
+    queue = cronjobs.connect("config/run-cron.ini")   # or cronjobs.connect(database="path.sqlite3")
+    uuid = queue.enqueue("library.sync", {"library": 42})
+    queue.get(uuid).progress
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Iterator, Optional, Union
+
+from .errors import AttachmentNotFound, InvalidPayload, InvalidState, MessageNotFound
+from .runs import CANCELLED, FAILED, NEW, PENDING, STATUSES, new_uuid
+
+
+def iso(timestamp: Optional[float]) -> Optional[str]:
+    """An epoch timestamp as ISO 8601 in UTC, for JSON output."""
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="seconds")
+
+
+def to_json(value: Any, what: str = "payload") -> Optional[str]:
+    """Serialise strictly (no NaN, no objects): payloads are JSON, never pickle."""
+    if value is None:
+        return None
+    try:
+        return json.dumps(value, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise InvalidPayload(f"{what}: {exc}") from None
+
+
+def run_at_from_delay(delay: Union[float, int, datetime, None], now: float) -> float:
+    if delay is None:
+        return now
+    if isinstance(delay, datetime):
+        return delay.timestamp()  # a naive datetime is local time, as datetime.timestamp() has it
+    seconds = float(delay)
+    if math.isnan(seconds) or seconds < 0:
+        raise ValueError(f"delay must be >= 0 seconds, got {delay!r}")
+    return now + seconds
+
+
+def insert_message(
+    db: sqlite3.Connection,
+    type: str,
+    payload: Any = None,
+    *,
+    priority: int = 0,
+    delay: Union[float, int, datetime, None] = 0,
+    key: Optional[str] = None,
+    max_attempts: int = 3,
+    owner: Optional[str] = None,
+    now: Optional[float] = None,
+) -> str:
+    """Insert one message; with `key`, return the live message of that key instead of a second one."""
+    if not type or not isinstance(type, str):
+        raise ValueError("message type must be a non-empty string")
+    if int(max_attempts) < 1:
+        raise ValueError(f"max_attempts must be >= 1, got {max_attempts!r}")
+    payload_json = to_json(payload)
+    now = time.time() if now is None else now
+    run_at = run_at_from_delay(delay, now)
+    uuid = new_uuid()
+    params = (uuid, type, payload_json, int(priority), run_at, key, owner, int(max_attempts), now)
+    insert = (
+        "INSERT INTO message (uuid, kind, type, payload, status, priority, run_at, key, owner, "
+        "attempts, max_attempts, seq, progress, created_at) "
+        "VALUES (?, 'message', ?, ?, 'new', ?, ?, ?, ?, 0, ?, 0, 0, ?)"
+    )
+    if key is None:
+        db.execute(insert, params)
+        return uuid
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        row = db.execute(
+            "SELECT uuid FROM message WHERE key = ? AND status IN ('new', 'pending')", (key,)
+        ).fetchone()
+        if row is None:
+            db.execute(insert, params)
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    return row[0] if row else uuid
+
+
+@dataclass
+class MessageView:
+    """A message (or a periodic job's run) as `get`, `jobs` and `show --json` present it."""
+
+    uuid: str
+    kind: str
+    type: str
+    status: str
+    progress: float
+    offset: Any
+    state: dict[str, Any]
+    attempts: int
+    max_attempts: int
+    priority: int
+    key: Optional[str]
+    owner: Optional[str]
+    payload: Any
+    error: Optional[str]
+    created_at: Optional[float]
+    started_at: Optional[float]
+    finished_at: Optional[float]
+    run_at: Optional[float]
+    done: Optional[float] = None
+    total: Optional[float] = None
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+    attachments: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """The fields of `run-cron show --json`, times as ISO 8601 UTC strings."""
+        return {
+            "uuid": self.uuid,
+            "type": self.type,
+            "status": self.status,
+            "progress": round(self.progress, 1),
+            "offset": self.offset,
+            "state": self.state,
+            "attempts": self.attempts,
+            "max_attempts": self.max_attempts,
+            "priority": self.priority,
+            "key": self.key,
+            "owner": self.owner,
+            "errors": [dict(item, at=iso(item["at"])) for item in self.errors],
+            "warnings": [dict(item, at=iso(item["at"])) for item in self.warnings],
+            "attachments": list(self.attachments),
+            "created_at": iso(self.created_at),
+            "started_at": iso(self.started_at),
+            "finished_at": iso(self.finished_at),
+            "kind": self.kind,
+            "payload": self.payload,
+            "run_at": iso(self.run_at),
+            "done": self.done,
+            "total": self.total,
+        }
+
+
+_VIEW_COLUMNS = (
+    "id, uuid, kind, type, status, progress, offset_json, state_json, attempts, max_attempts, "
+    "priority, key, owner, payload, error, created_at, started_at, finished_at, run_at, done, total"
+)
+
+
+class Queue:
+    """Enqueue and inspect messages in one store; safe to use from a web application's requests."""
+
+    def __init__(self, database: Any, models: Any = None) -> None:
+        from .store import make_models
+
+        self.database = database
+        self.models = models or make_models(database)
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        return self.database.connection()
+
+    def close(self) -> None:
+        self.database.close()
+
+    def __enter__(self) -> "Queue":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def enqueue(
+        self,
+        type: str,
+        payload: Any = None,
+        *,
+        priority: int = 0,
+        delay: Union[float, int, datetime, None] = 0,
+        key: Optional[str] = None,
+        max_attempts: int = 3,
+        owner: Optional[str] = None,
+    ) -> str:
+        """Queue a message for the next tick and return its uuid (or the live one with `key`)."""
+        from .store import translate_errors
+
+        with translate_errors(self.database.database):
+            return insert_message(
+                self.db,
+                type,
+                payload,
+                priority=priority,
+                delay=delay,
+                key=key,
+                max_attempts=max_attempts,
+                owner=owner,
+            )
+
+    def _view(self, row: tuple[Any, ...], details: bool) -> MessageView:
+        (row_id, uuid, kind, type_, status, progress, offset_json, state_json, attempts, max_attempts,
+         priority, key, owner, payload, error, created_at, started_at, finished_at, run_at, done,
+         total) = row
+        view = MessageView(
+            uuid=uuid,
+            kind=kind,
+            type=type_,
+            status=status,
+            progress=progress or 0.0,
+            offset=None if offset_json is None else json.loads(offset_json),
+            state={} if state_json is None else json.loads(state_json),
+            attempts=attempts,
+            max_attempts=max_attempts,
+            priority=priority,
+            key=key,
+            owner=owner,
+            payload=None if payload is None else json.loads(payload),
+            error=error,
+            created_at=created_at,
+            started_at=started_at,
+            finished_at=finished_at,
+            run_at=run_at,
+            done=done,
+            total=total,
+        )
+        if details:
+            db = self.db
+            view.errors = [
+                {"attempt": number, "at": finished, "outcome": outcome, "error": err, "traceback": tb}
+                for number, finished, outcome, err, tb in db.execute(
+                    "SELECT number, COALESCE(finished_at, started_at), outcome, error, traceback "
+                    "FROM attempt WHERE message_id = ? AND error IS NOT NULL ORDER BY id",
+                    (row_id,),
+                )
+            ]
+            view.warnings = [
+                {"at": at, "text": text}
+                for at, text in db.execute(
+                    "SELECT at, text FROM warning WHERE message_id = ? ORDER BY id", (row_id,)
+                )
+            ]
+            view.attachments = [
+                {"name": name, "size": size}
+                for name, size in db.execute(
+                    "SELECT name, size FROM attachment WHERE message_id = ? ORDER BY name", (row_id,)
+                )
+            ]
+        return view
+
+    def get(self, uuid: str) -> MessageView:
+        """One message with its errors, warnings and attachment names; MessageNotFound if none."""
+        row = self.db.execute(f"SELECT {_VIEW_COLUMNS} FROM message WHERE uuid = ?", (uuid,)).fetchone()
+        if row is None:
+            raise MessageNotFound(uuid)
+        return self._view(row, details=True)
+
+    def jobs(
+        self,
+        owner: Optional[str] = None,
+        status: Optional[str] = None,
+        type: Optional[str] = None,
+        kind: Optional[str] = "message",
+        limit: Optional[int] = None,
+        details: bool = True,
+    ) -> list[MessageView]:
+        """Messages, newest first, filtered by owner, status, type and kind ("message" or "job")."""
+        if status is not None and status not in STATUSES:
+            raise ValueError(f"unknown status {status!r} (expected one of {', '.join(STATUSES)})")
+        where, params = [], []
+        for column, value in (("owner", owner), ("status", status), ("type", type), ("kind", kind)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        sql = f"SELECT {_VIEW_COLUMNS} FROM message"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return [self._view(row, details) for row in self.db.execute(sql, params).fetchall()]
+
+    def counts(self) -> dict[str, int]:
+        """Queue depth by status (messages only)."""
+        counts = dict.fromkeys(STATUSES, 0)
+        for status, count in self.db.execute(
+            "SELECT status, COUNT(*) FROM message WHERE kind = 'message' GROUP BY status"
+        ):
+            counts[status] = count
+        return counts
+
+    def _status(self, uuid: str) -> str:
+        row = self.db.execute("SELECT status FROM message WHERE uuid = ?", (uuid,)).fetchone()
+        if row is None:
+            raise MessageNotFound(uuid)
+        return str(row[0])
+
+    def retry(self, uuid: str) -> None:
+        """Put a failed or cancelled message back to `new` with fresh attempts, same uuid."""
+        status = self._status(uuid)
+        if status not in (FAILED, CANCELLED):
+            raise InvalidState(f"message {uuid} is {status}; only failed or cancelled messages can be retried")
+        self.db.execute(
+            "UPDATE message SET status = 'new', attempts = 0, run_at = ?, finished_at = NULL "
+            "WHERE uuid = ? AND status IN ('failed', 'cancelled')",
+            (time.time(), uuid),
+        )
+
+    def retry_failed(self) -> int:
+        """Retry every failed message; returns how many."""
+        cursor = self.db.execute(
+            "UPDATE message SET status = 'new', attempts = 0, run_at = ?, finished_at = NULL "
+            "WHERE kind = 'message' AND status = 'failed'",
+            (time.time(),),
+        )
+        return cursor.rowcount
+
+    def cancel(self, uuid: str) -> None:
+        """Cancel a new or running message; a running handler stops at its next checkpoint."""
+        status = self._status(uuid)
+        if status not in (NEW, PENDING):
+            raise InvalidState(f"message {uuid} is {status}; only new or pending messages can be cancelled")
+        self.db.execute(
+            "UPDATE message SET status = 'cancelled', finished_at = ? "
+            "WHERE uuid = ? AND status IN ('new', 'pending')",
+            (time.time(), uuid),
+        )
+
+    def attachment(self, uuid: str, name: str) -> Iterator[bytes]:
+        """The chunks of one attachment, in order, without loading the whole file."""
+        self._status(uuid)
+        row = self.db.execute(
+            "SELECT attachment.id FROM attachment JOIN message ON message.id = attachment.message_id "
+            "WHERE message.uuid = ? AND attachment.name = ?",
+            (uuid, name),
+        ).fetchone()
+        if row is None:
+            raise AttachmentNotFound(uuid, name)
+        cursor = self.db.execute(
+            "SELECT data FROM attachment_chunk WHERE attachment_id = ? ORDER BY seq", (row[0],)
+        )
+        return (bytes(data) for (data,) in cursor)
+
+
+def connect(config: Optional[str] = None, *, database: Optional[str] = None) -> Queue:
+    """A Queue on the store named by a configuration file, or directly by a database path."""
+    from .config import find_config_path, load_config
+    from .store import connect_store
+
+    if database is not None:
+        db, models = connect_store(database)
+    else:
+        settings = load_config(find_config_path(config))
+        db, models = connect_store(settings.database, settings.busy_timeout, settings.synchronous)
+    return Queue(db, models)

@@ -1,0 +1,143 @@
+"""Which periodic jobs run in this tick, and what their runs leave behind for the next one.
+
+The decisions are the pure functions of `schedule`; this module reads and writes the `job_state`
+rows they work from, including the cached `next_due` that lets idle ticks skip all of this.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from typing import Iterable, Optional
+
+from .registry import Job
+from .schedule import UTC, LastRun, count_failures, decide, next_due, schedule_key
+
+
+@dataclass
+class JobState:
+    name: str
+    schedule: str
+    first_seen: float
+    last_run: Optional[float]
+    last_finished: Optional[float]
+    last_outcome: Optional[str]
+    last_error: Optional[str]
+    failures: int
+    next_due: Optional[float]
+    current: Optional[str]
+    current_run_at: Optional[float] = None
+
+    def last(self) -> Optional[LastRun]:
+        if self.last_run is None or self.last_outcome is None:
+            return None
+        return LastRun(_dt(self.last_run), self.last_outcome, self.failures)
+
+
+@dataclass
+class Planned:
+    """A job chosen for this tick, why, and the unfinished run to resume if any."""
+
+    job: Job
+    reason: str
+    resume: Optional[str] = None
+
+
+def _dt(timestamp: float) -> datetime:
+    return datetime.fromtimestamp(timestamp, UTC)
+
+
+_COLUMNS = (
+    "job_state.name, job_state.schedule, first_seen, last_run, last_finished, last_outcome, "
+    "last_error, failures, next_due, current"
+)
+
+
+def load_states(db: sqlite3.Connection) -> dict[str, JobState]:
+    rows = db.execute(
+        f"SELECT {_COLUMNS}, message.run_at FROM job_state "
+        "LEFT JOIN message ON message.uuid = job_state.current AND message.status IN ('new', 'pending')"
+    ).fetchall()
+    states = {}
+    for row in rows:
+        state = JobState(*row[:10], current_run_at=row[10])
+        if state.current is not None and state.current_run_at is None:
+            state.current = None  # its run ended without the state being told (cancelled by hand)
+        states[state.name] = state
+    return states
+
+
+def sync_states(
+    db: sqlite3.Connection, jobs: Iterable[Job], now: float, tz: tzinfo, backoff: float
+) -> dict[str, JobState]:
+    """Register new jobs and refresh cached due times whose schedule or time zone changed."""
+    states = load_states(db)
+    for job in jobs:
+        key = schedule_key(job.schedule, tz)
+        state = states.get(job.name)
+        if state is None:
+            state = JobState(job.name, key, now, None, None, None, None, 0, None, None)
+            states[job.name] = state
+        elif state.schedule == key:
+            continue
+        state.schedule = key
+        state.next_due = next_due(job.schedule, state.last(), tz, _dt(state.first_seen), backoff)[0].timestamp()
+        db.execute(
+            "INSERT INTO job_state (name, schedule, first_seen, failures, next_due) VALUES (?, ?, ?, 0, ?) "
+            "ON CONFLICT (name) DO UPDATE SET schedule = excluded.schedule, next_due = excluded.next_due",
+            (job.name, key, state.first_seen, state.next_due),
+        )
+    return states
+
+
+def plan(
+    jobs: Iterable[Job],
+    states: dict[str, JobState],
+    now: float,
+    tz: tzinfo,
+    backoff: float,
+) -> list[Planned]:
+    """The due jobs in tick order; an unfinished run is resumed before anything new starts."""
+    chosen = []
+    moment = _dt(now)
+    for job in jobs:
+        state = states.get(job.name)
+        if state is not None and state.current is not None:
+            if (state.current_run_at or 0) <= now:
+                chosen.append(Planned(job, "resuming its unfinished run", state.current))
+            continue
+        first_seen = _dt(state.first_seen) if state else moment
+        decision = decide(job.schedule, state.last() if state else None, moment, tz, first_seen, backoff)
+        if decision.due:
+            chosen.append(Planned(job, decision.reason))
+    return chosen
+
+
+def record_outcome(
+    db: sqlite3.Connection,
+    job: Job,
+    state: Optional[JobState],
+    started_at: float,
+    outcome: str,
+    error: Optional[str],
+    finished_at: float,
+    tz: tzinfo,
+    backoff: float,
+) -> None:
+    """Store a finished run's outcome and the job's next due time (read by idle ticks)."""
+    previous = state.last() if state else None
+    failures = 0
+    if outcome != "completed":
+        failures = count_failures(job.schedule, previous, _dt(started_at), tz)
+    last = LastRun(_dt(started_at), "success" if outcome == "completed" else outcome, failures)
+    first_seen = _dt(state.first_seen) if state else last.started_at
+    due = next_due(job.schedule, last, tz, first_seen, backoff)[0].timestamp()
+    db.execute(
+        "UPDATE job_state SET last_run = ?, last_finished = ?, last_outcome = ?, last_error = ?, "
+        "failures = ?, next_due = ?, current = NULL, schedule = ? WHERE name = ?",
+        (started_at, finished_at, last.outcome, error, failures, due, schedule_key(job.schedule, tz), job.name),
+    )
+    if state is not None:
+        state.last_run, state.last_finished, state.last_outcome = started_at, finished_at, last.outcome
+        state.last_error, state.failures, state.next_due, state.current = error, failures, due, None

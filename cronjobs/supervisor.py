@@ -1,0 +1,183 @@
+"""Run a function in a forked worker process under a hard deadline, and hear what it reports.
+
+The supervisor owns the clock: at the deadline it SIGKILLs the worker's whole process group, which no
+Python code, signal handler or blocking C call can ignore. The worker asks the kernel to SIGKILL it
+when the supervisor dies (PR_SET_PDEATHSIG), so a host that kill -9s the supervisor leaves no orphan
+running without a deadline. Events travel over a pipe as JSON lines, one per line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+Emit = Callable[..., None]
+WORKER_ERROR_EXIT = 70
+
+
+@dataclass
+class Supervised:
+    """How a supervised worker ended."""
+
+    timed_out: bool
+    exit_status: Optional[int]  # the worker's exit code; None when killed by a signal
+    signal: Optional[int] = None
+    error: Optional[str] = None  # set when the worker raised out of its work function
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not self.timed_out and self.exit_status == 0
+
+
+def _die_with_parent(parent: int) -> None:
+    """Make the kernel kill this process when `parent` dies; a thread is the fallback off Linux."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(1, signal.SIGKILL, 0, 0, 0) == 0:  # PR_SET_PDEATHSIG
+            if os.getppid() != parent:  # the parent died before prctl took effect
+                os._exit(WORKER_ERROR_EXIT)
+            return
+    except (OSError, AttributeError):
+        pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        os._exit(WORKER_ERROR_EXIT)
+
+    threading.Thread(target=watch, name="cronjobs-parent-watch", daemon=True).start()
+
+
+def _child(work: Callable[[Emit], None], write_fd: int, parent: int, close_fds: tuple[int, ...]) -> None:
+    """Body of the forked worker; never returns."""
+    code = 0
+    try:
+        os.setpgid(0, 0)  # its own process group, so a kill reaches what a job spawned too
+        _die_with_parent(parent)
+        for fd in close_fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_DFL)
+        pipe = os.fdopen(write_fd, "w", buffering=1, encoding="utf-8")
+
+        def emit(event: str, **fields: Any) -> None:
+            pipe.write(json.dumps({"event": event, **fields}, default=str) + "\n")
+
+        try:
+            work(emit)
+            emit("done")
+        except BaseException as exc:  # reported to the supervisor, which turns it into a clean error
+            emit("error", error=str(exc) or type(exc).__name__, type=type(exc).__name__)
+            code = WORKER_ERROR_EXIT
+        pipe.flush()
+    except BaseException:
+        code = WORKER_ERROR_EXIT
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+def supervise(
+    work: Callable[[Emit], None],
+    deadline: Optional[float],
+    on_event: Callable[[dict[str, Any]], None] = lambda event: None,
+    close_in_child: tuple[int, ...] = (),
+) -> Supervised:
+    """Fork a worker that calls `work(emit)`; kill it at `deadline` (time.monotonic()), None for never."""
+    read_fd, write_fd = os.pipe()
+    parent = os.getpid()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_fd)
+        _child(work, write_fd, parent, close_in_child)
+    os.close(write_fd)
+    try:
+        os.setpgid(pid, pid)  # also here: whichever of the two runs first wins the race
+    except OSError:
+        pass
+    result = Supervised(timed_out=False, exit_status=None)
+    buffer = b""
+    reader = os.fdopen(read_fd, "rb", buffering=0)
+    try:
+        open_pipe = True
+        while True:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                result.timed_out = True
+                break
+            if open_pipe:
+                wait = 0.5 if remaining is None else min(remaining, 0.5)
+                ready, _, _ = select.select([reader], [], [], wait)
+                if not ready:
+                    # A process the job forked may hold the pipe open after the worker exited.
+                    done, status = os.waitpid(pid, os.WNOHANG)
+                    if done:
+                        _set_status(result, status)
+                        return result
+                    continue
+                chunk = reader.read(65536)
+                if not chunk:
+                    open_pipe = False
+                    continue
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    _dispatch(line, result, on_event)
+            else:
+                # The pipe closed (the worker is exiting, or a job closed it): wait for the exit.
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    _set_status(result, status)
+                    return result
+                time.sleep(0.01)
+    finally:
+        reader.close()
+        if result.exit_status is None and result.signal is None:
+            _kill_group(pid)
+            _, status = os.waitpid(pid, 0)
+            _set_status(result, status)
+    return result
+
+
+def _dispatch(line: bytes, result: Supervised, on_event: Callable[[dict[str, Any]], None]) -> None:
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return
+    if event.get("event") == "error":
+        result.error = event.get("error")
+    result.events.append(event)
+    on_event(event)
+
+
+def _set_status(result: Supervised, status: int) -> None:
+    if os.WIFSIGNALED(status):
+        result.signal = os.WTERMSIG(status)
+    else:
+        result.exit_status = os.WEXITSTATUS(status)
+
+
+def _kill_group(pid: int) -> None:
+    for kill in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
+        try:
+            kill()
+        except (ProcessLookupError, PermissionError):
+            pass

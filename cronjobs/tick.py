@@ -1,0 +1,255 @@
+"""One tick: take the lock, skip out fast when idle, else supervise a worker and record the outcome.
+
+The CLI, the HTTP trigger and the long-running worker mode all call `run_tick`; only the time budget,
+the trigger name and what they do with the returned `TickResult` differ.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from .config import Config
+from .errors import StoreError
+from .idle import TICK_KEYS, is_idle, open_fast, record_tick
+from .lock import SupervisorLock
+from .registry import Job, Registry
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1  # kept equal to store.SCHEMA_VERSION (checked by a test) without importing peewee
+FAILED = frozenset({"failed", "timeout", "crashed"})
+
+
+def soft_margin(time_limit: float) -> float:
+    """How long before the hard limit the worker stops starting work: 10 %, at most 3 s."""
+    return min(time_limit * 0.1, 3.0)
+
+
+@dataclass
+class Item:
+    """One job or message run in a tick, as the summary reports it."""
+
+    kind: str
+    name: str
+    uuid: Optional[str] = None
+    outcome: Optional[str] = None
+    error: Optional[str] = None
+    duration: Optional[float] = None
+    attempt: Optional[int] = None
+    reason: Optional[str] = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {key: value for key, value in self.__dict__.items() if value is not None}
+
+
+@dataclass
+class TickResult:
+    """What one tick did. `status` is "locked", "idle" or "ran"."""
+
+    status: str
+    trigger: str = "cli"
+    started_at: float = 0.0
+    duration: float = 0.0
+    timed_out: bool = False
+    items: list[Item] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    recovered: list[dict[str, Any]] = field(default_factory=list)
+    error: Optional[str] = None
+
+    @property
+    def failed(self) -> list[Item]:
+        return [item for item in self.items if item.outcome in FAILED]
+
+    @property
+    def outcome(self) -> str:
+        if self.status != "ran":
+            return self.status
+        if self.error:
+            return "error"
+        return "failed" if self.failed else "ok"
+
+    @property
+    def exit_code(self) -> int:
+        """0 all went well (or idle, or locked out), 1 a job or message failed or timed out."""
+        return 1 if self.failed or self.error else 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "outcome": self.outcome,
+            "trigger": self.trigger,
+            "duration": round(self.duration, 3),
+            "timed_out": self.timed_out,
+            "ran": [item.to_json() for item in self.items],
+            "skipped": self.skipped,
+            "recovered": self.recovered,
+            "error": self.error,
+        }
+
+
+def _apply(event: dict[str, Any], result: TickResult, open_items: dict[str, Item]) -> None:
+    kind = event.get("event")
+    if kind == "start":
+        item = Item(event["kind"], event["name"], event.get("uuid"), attempt=event.get("attempt"),
+                    reason=event.get("reason"))
+        result.items.append(item)
+        open_items[item.uuid or item.name] = item
+    elif kind == "end":
+        item = open_items.pop(event.get("uuid") or event["name"], None) or Item(event["kind"], event["name"])
+        item.outcome, item.error, item.duration = event.get("outcome"), event.get("error"), event.get("duration")
+    elif kind == "skipped":
+        result.skipped.append({k: v for k, v in event.items() if k != "event"})
+    elif kind == "recovered":
+        result.recovered.append({k: v for k, v in event.items() if k != "event"})
+
+
+def run_tick(
+    config: Config,
+    registry: Registry,
+    *,
+    time_limit: Optional[float] = None,
+    force: Optional[list[Job]] = None,
+    trigger: str = "cli",
+    started: Optional[float] = None,
+    on_event: Callable[[dict[str, Any]], None] = lambda event: None,
+    clock: Callable[[], float] = time.time,
+) -> TickResult:
+    """Run one tick under the supervisor lock. `started` is a time.monotonic() value for the deadline."""
+    began = time.monotonic() if started is None else started
+    limit = config.time_limit if time_limit is None else time_limit
+    hard_deadline = began + limit if limit > 0 else None
+    soft_deadline = hard_deadline - soft_margin(limit) if hard_deadline is not None else None
+    result = TickResult(status="locked", trigger=trigger, started_at=clock())
+
+    lock = SupervisorLock(config.lock_file)
+    if not lock.acquire():
+        log.debug("another tick holds %s; nothing to do", config.lock_file)
+        return result
+    try:
+        fast = _open_fast(config)
+        try:
+            tz = config.tz
+            jobs = [(job.name, f"{job.schedule}|{tz}") for job in registry.jobs.values()]
+            if force is None and fast is not None and is_idle(fast, jobs, result.started_at, SCHEMA_VERSION):
+                result.status = "idle"
+            else:
+                if fast is not None:
+                    fast.close()
+                    fast = None  # never carry an open SQLite connection across fork()
+                result.status = "ran"
+                _supervise(config, registry, result, tz, force, trigger, soft_deadline, hard_deadline,
+                           on_event, lock, clock)
+                fast = _open_fast(config)
+            result.duration = time.monotonic() - began
+            if fast is not None:
+                record_tick(fast, dict(zip(TICK_KEYS, (
+                    result.started_at, clock(), round(result.duration, 3), result.outcome, trigger))))
+        except sqlite3.Error as exc:
+            raise StoreError(config.database, exc) from exc
+        finally:
+            if fast is not None:
+                fast.close()
+    finally:
+        lock.release()
+    return result
+
+
+def _open_fast(config: Config) -> Optional[sqlite3.Connection]:
+    try:
+        return open_fast(config.database, config.busy_timeout, config.synchronous)
+    except sqlite3.Error as exc:
+        raise StoreError(config.database, exc) from exc
+
+
+def _supervise(
+    config: Config,
+    registry: Registry,
+    result: TickResult,
+    tz: Any,
+    force: Optional[list[Job]],
+    trigger: str,
+    soft_deadline: Optional[float],
+    hard_deadline: Optional[float],
+    on_event: Callable[[dict[str, Any]], None],
+    lock: SupervisorLock,
+    clock: Callable[[], float],
+) -> None:
+    from .runs import Runs
+    from .supervisor import supervise
+
+    registry.validate()  # a bad cron expression is a configuration error, before any work starts
+    if not os.path.exists(config.database):
+        _prepare_store(config)  # create the schema here, so the worker is never cut mid-migration
+
+    def work(emit: Any) -> None:
+        from .store import connect_store
+        from .worker import Worker
+
+        database, _ = connect_store(config.database, config.busy_timeout, config.synchronous)
+        runs = Runs(database.connection(), config.retry_backoff)
+        Worker(runs, registry, tz, retry_backoff=config.retry_backoff, deadline=soft_deadline,
+               trigger=trigger, force=force, emit=emit, clock=clock).run()
+
+    open_items: dict[str, Item] = {}
+
+    def handle(event: dict[str, Any]) -> None:
+        _apply(event, result, open_items)
+        on_event(event)
+
+    fd = lock.fileno
+    outcome = supervise(work, hard_deadline, handle, close_in_child=(fd,) if fd is not None else ())
+    result.timed_out = outcome.timed_out
+    if outcome.error:
+        result.error = outcome.error
+    if outcome.clean:
+        return
+    # Killed at the deadline, or died: settle what it left running, as the next tick would.
+    reason = "timeout" if outcome.timed_out else "crashed"
+    if not outcome.timed_out and not outcome.error:
+        log.error("worker died (exit %s, signal %s)", outcome.exit_status, outcome.signal)
+    settled = _settle(config, registry, tz, reason, clock)
+    for uuid, kind, name, settled_outcome in settled:
+        item = open_items.pop(uuid, None)
+        if item is None:
+            item = Item(kind, name, uuid)
+            result.items.append(item)
+        item.outcome = settled_outcome
+        item.error = "stopped at the time limit" if reason == "timeout" else "the worker died"
+    for item in open_items.values():  # started but never reached the store's pending state
+        item.outcome = item.outcome or reason
+
+
+def _prepare_store(config: Config) -> None:
+    from .store import connect_store
+
+    database, _ = connect_store(config.database, config.busy_timeout, config.synchronous)
+    database.close()
+
+
+def _settle(config: Config, registry: Registry, tz: Any, reason: str,
+            clock: Callable[[], float]) -> list[tuple[str, str, str, str]]:
+    from .runs import Runs
+    from .scheduler import load_states, record_outcome
+
+    connection = open_fast(config.database, config.busy_timeout, config.synchronous)
+    if connection is None:
+        return []
+    try:
+        runs = Runs(connection, config.retry_backoff)
+        now = clock()
+        settled = runs.recover(now, reason)
+        states = load_states(connection)
+        for run, outcome in settled:
+            job = registry.jobs.get(run.type) if run.kind == "job" else None
+            if job is not None and outcome != "continued":
+                record_outcome(connection, job, states.get(job.name), run.started_at, outcome,
+                               "stopped at the time limit" if reason == "timeout" else "the worker died",
+                               now, tz, config.retry_backoff)
+        return [(run.uuid, run.kind, run.type, outcome) for run, outcome in settled]
+    finally:
+        connection.close()

@@ -1,0 +1,126 @@
+"""Read-only views for the CLI and the status page: job tables, dry runs, message descriptions."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from datetime import datetime, timezone
+from typing import Any, Iterable, Optional
+
+from .idle import open_fast
+from .queue import MessageView
+from .registry import Job, Registry
+from .scheduler import JobState, load_states, plan
+from .schedule import EPOCH, UTC, next_due
+
+
+def _read_states(config: Any) -> tuple[dict[str, JobState], Optional[sqlite3.Connection]]:
+    connection = open_fast(config.database, config.busy_timeout)
+    if connection is None:
+        return {}, None
+    try:
+        return load_states(connection), connection
+    except sqlite3.OperationalError:  # created but no schema yet
+        return {}, connection
+
+
+def local_iso(timestamp: Optional[float], tz: Any) -> Optional[str]:
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, timezone.utc).astimezone(tz).isoformat(timespec="seconds")
+
+
+def job_rows(config: Any, registry: Registry, now: Optional[float] = None) -> list[dict[str, Any]]:
+    """Each job's name, schedule, last_run, last_outcome and next_due (ISO 8601, configured zone)."""
+    tz = config.tz
+    now = time.time() if now is None else now
+    states, connection = _read_states(config)
+    if connection is not None:
+        connection.close()
+    rows = []
+    for job in registry.ordered_jobs():
+        state = states.get(job.name)
+        if state is not None and state.current is not None:
+            due = max(state.current_run_at or now, now)
+        else:
+            first_seen = datetime.fromtimestamp(state.first_seen if state else now, UTC)
+            at, _ = next_due(job.schedule, state.last() if state else None, tz, first_seen, config.retry_backoff)
+            due = now if at == EPOCH else at.timestamp()
+        rows.append({
+            "name": job.name,
+            "schedule": job.schedule,
+            "last_run": local_iso(state.last_run if state else None, tz),
+            "last_outcome": state.last_outcome if state else None,
+            "next_due": local_iso(due, tz),
+            "cli_only": job.cli_only,
+            "running": bool(state and state.current),
+            "last_error": state.last_error if state else None,
+        })
+    return rows
+
+
+def dry_run_plan(config: Any, registry: Registry, forced: Optional[list[Job]], now: Optional[float] = None) -> list[str]:
+    """What a tick would run now and why, read without changing anything."""
+    now = time.time() if now is None else now
+    states, connection = _read_states(config)
+    lines = []
+    try:
+        if forced is not None:
+            chosen = [(job, "forced") for job in forced]
+        else:
+            registry.validate()
+            chosen = [(p.job, p.reason) for p in plan(registry.ordered_jobs(), states, now, config.tz,
+                                                      config.retry_backoff)]
+        for job, reason in chosen:
+            lines.append(f"would run {job.schedule} job {job.name}: {reason}")
+        if forced is None and connection is not None:
+            try:
+                (count,) = connection.execute(
+                    "SELECT COUNT(*) FROM message WHERE kind = 'message' AND "
+                    "(status = 'pending' OR (status = 'new' AND run_at <= ?))", (now,)).fetchone()
+            except sqlite3.OperationalError:
+                count = 0
+            if count:
+                lines.append(f"would run queued messages: {count} runnable")
+    finally:
+        if connection is not None:
+            connection.close()
+    return lines or ["nothing is due"]
+
+
+def render_table(rows: Iterable[dict[str, Any]], columns: list[str]) -> str:
+    """Aligned columns with a header; empty cells shown as '-'."""
+    rows = list(rows)
+    cells = [[col.upper().replace("_", " ") for col in columns]]
+    cells += [["-" if row.get(col) is None else str(row.get(col)) for col in columns] for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in cells)
+
+
+def message_rows(views: Iterable[MessageView]) -> list[dict[str, Any]]:
+    return [
+        {
+            "uuid": view.uuid,
+            "type": view.type,
+            "status": view.status,
+            "progress": f"{view.progress:.0f}%",
+            "attempts": f"{view.attempts}/{view.max_attempts}",
+            "owner": view.owner,
+            "created": local_iso(view.created_at, UTC),
+        }
+        for view in views
+    ]
+
+
+def describe_message(view: MessageView) -> str:
+    data = view.to_json()
+    lines = [f"{key + ':':<13}{'-' if data[key] is None else data[key]}" for key in (
+        "uuid", "type", "status", "progress", "offset", "state", "attempts", "max_attempts", "priority",
+        "key", "owner", "created_at", "started_at", "finished_at")]
+    lines.append("errors:" + ("" if view.errors else " -"))
+    lines += [f"  attempt {e['attempt']} {e['outcome']}: {e['error']}" for e in view.errors]
+    lines.append("warnings:" + ("" if view.warnings else " -"))
+    lines += [f"  {w['text']}" for w in view.warnings]
+    lines.append("attachments:" + ("" if view.attachments else " -"))
+    lines += [f"  {a['name']} ({a['size']} bytes)" for a in view.attachments]
+    return "\n".join(lines)

@@ -1,0 +1,180 @@
+"""The worker: one tick's work, inside the child process the supervisor may kill at any moment.
+
+It settles runs a dead tick left behind, runs the due periodic jobs in order, then drains the queue
+until it is empty or the soft deadline arrives. Every state change is committed as it happens, so a
+kill between any two statements loses nothing but the uncommitted part of one run.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from typing import Any, Callable, Optional
+
+from .context import Context
+from .errors import Cancelled, PermanentError, Retry
+from .registry import Job, Registry
+from .runs import Run, Runs
+from .scheduler import JobState, Planned, plan, record_outcome, sync_states
+
+log = logging.getLogger(__name__)
+
+Emit = Callable[..., None]
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def execute(
+    runs: Runs,
+    run: Run,
+    call: Callable[[Context], Any],
+    ctx: Context,
+    clock: Callable[[], float] = time.time,
+) -> tuple[str, Optional[str]]:
+    """Run one job or message handler and commit its outcome: the one path both take.
+
+    Returns (outcome, error): completed, failed, retry or cancelled, and the error line if any.
+    """
+    try:
+        call(ctx)
+    except Retry as exc:
+        runs.reschedule(run, clock(), exc.delay, str(exc))
+        return "retry", None
+    except Cancelled:
+        return runs.close_cancelled(run, clock()), None
+    except PermanentError as exc:
+        error = _one_line(exc)
+        runs.fail(run, clock(), error, traceback.format_exc(), permanent=True)
+        return "failed", error
+    except (Exception, SystemExit) as exc:  # a job's bug must never stop the jobs after it
+        error = _one_line(exc)
+        log.error("%s %s failed: %s", run.type, run.uuid, error, exc_info=True)
+        runs.fail(run, clock(), error, traceback.format_exc())
+        return "failed", error
+    return runs.complete(run, clock()), None
+
+
+class Worker:
+    """Does the work of one tick. `deadline` is the soft deadline on the time.monotonic() clock."""
+
+    def __init__(
+        self,
+        runs: Runs,
+        registry: Registry,
+        tz: Any,
+        *,
+        retry_backoff: float = 60.0,
+        deadline: Optional[float] = None,
+        trigger: str = "cli",
+        force: Optional[list[Job]] = None,
+        emit: Emit = lambda event, **fields: None,
+        clock: Callable[[], float] = time.time,
+        stop_requested: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self.runs = runs
+        self.registry = registry
+        self.tz = tz
+        self.backoff = retry_backoff
+        self.deadline = deadline
+        self.trigger = trigger
+        self.force = force
+        self.emit = emit
+        self.clock = clock
+        self.stop_requested = stop_requested
+
+    def out_of_time(self) -> bool:
+        return self.stop_requested() or (self.deadline is not None and time.monotonic() >= self.deadline)
+
+    def run(self) -> None:
+        self.settle_abandoned()
+        self.run_periodic()
+        if self.force is None:
+            self.drain_queue()
+
+    def settle_abandoned(self) -> None:
+        """Runs left pending by a tick that died: the lock we hold proves nothing runs them now."""
+        now = self.clock()
+        for run, outcome in self.runs.recover(now, "crashed"):
+            self.emit("recovered", kind=run.kind, name=run.type, uuid=run.uuid, outcome=outcome)
+            job = self.registry.jobs.get(run.type) if run.kind == "job" else None
+            if job is not None and outcome != "continued":
+                record_outcome(
+                    self.runs.db, job, None, run.started_at, outcome, "the worker died", now, self.tz, self.backoff
+                )
+
+    def run_periodic(self) -> None:
+        now = self.clock()
+        ordered = self.registry.ordered_jobs()
+        states = sync_states(self.runs.db, ordered, now, self.tz, self.backoff)
+        if self.force is not None:
+            chosen = [
+                Planned(job, "forced", states[job.name].current if job.name in states else None)
+                for job in self.force
+            ]
+        else:
+            chosen = plan(ordered, states, now, self.tz, self.backoff)
+        for index, planned in enumerate(chosen):
+            job = planned.job
+            if self.trigger == "http" and job.cli_only:
+                self.emit("skipped", kind="job", name=job.name, reason="cli_only: runs only from the CLI")
+                continue
+            if self.out_of_time():
+                for later in chosen[index:]:
+                    self.emit("skipped", kind="job", name=later.job.name, reason="time limit reached")
+                return
+            self.run_job(planned, states.get(job.name))
+
+    def run_job(self, planned: Planned, state: Optional[JobState]) -> None:
+        job = planned.job
+        run = self.runs.start_job_run(job.name, self.clock(), resume=planned.resume)
+        self.emit("start", kind="job", name=job.name, uuid=run.uuid, attempt=run.attempt, reason=planned.reason)
+        began = time.monotonic()
+        ctx = Context(self.runs, run, self.deadline, self.emit, self.stop_requested)
+        outcome, error = execute(self.runs, run, job.func, ctx, self.clock)
+        if outcome == "retry":
+            self.runs.db.execute("UPDATE job_state SET current = ? WHERE name = ?", (run.uuid, job.name))
+        else:
+            record_outcome(
+                self.runs.db, job, state, run.started_at, outcome, error, self.clock(), self.tz, self.backoff
+            )
+        self.emit(
+            "end", kind="job", name=job.name, uuid=run.uuid, outcome=outcome, error=error,
+            duration=round(time.monotonic() - began, 3),
+        )
+
+    def drain_queue(self) -> None:
+        """Claim and run messages one at a time until none is runnable or time is up."""
+        handlers = self.registry.handlers
+        excluded = [t for t, h in handlers.items() if h.cli_only] if self.trigger == "http" else []
+        while not self.out_of_time():
+            run = self.runs.claim_message(self.clock(), excluded)
+            if run is None:
+                break
+            began = time.monotonic()
+            self.emit("start", kind="message", name=run.type, uuid=run.uuid, attempt=run.attempt)
+            handler = handlers.get(run.type)
+            if handler is None:
+                error = f"UnknownMessageType: no handler for message type {run.type!r}"
+                self.runs.fail(run, self.clock(), error, None, permanent=True)
+                outcome = "failed"
+            else:
+                ctx = Context(self.runs, run, self.deadline, self.emit, self.stop_requested)
+                payload = run.payload
+                outcome, error = execute(self.runs, run, lambda c: handler.func(c, payload), ctx, self.clock)
+            self.emit(
+                "end", kind="message", name=run.type, uuid=run.uuid, outcome=outcome, error=error,
+                duration=round(time.monotonic() - began, 3),
+            )
+        if excluded:
+            row = self.runs.db.execute(
+                f"SELECT COUNT(*) FROM message WHERE kind = 'message' AND status = 'new' AND run_at <= ? "
+                f"AND type IN ({', '.join('?' * len(excluded))})",
+                (self.clock(), *excluded),
+            ).fetchone()
+            if row[0]:
+                self.emit("skipped", kind="message", name=", ".join(excluded), count=row[0],
+                          reason="cli_only: left queued for the next CLI tick")
