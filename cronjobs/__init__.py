@@ -25,7 +25,7 @@ from .registry import cron, daily, handler, hourly, minutely, monthly, registry,
 __version__ = "0.1.0"
 
 
-def connect(config: "str | None" = None, *, database: "str | None" = None):  # type: ignore[no-untyped-def]
+def connect(config: str | None = None, *, database: str | None = None):  # type: ignore[no-untyped-def]
     """A `Queue` on the configured store: `connect("config/run-cron.ini")` or `connect(database=...)`."""
     from .queue import connect as _connect
 

@@ -311,7 +311,7 @@ def attachment(state: State, config_path: Optional[str], uuid: str, name: str, o
 
 def main() -> None:
     """Console-script entry point."""
-    cli(prog_name="run-cron")
+    cli.main(prog_name="run-cron")
 
 
 if __name__ == "__main__":

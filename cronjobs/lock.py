@@ -17,7 +17,7 @@ from .errors import CronjobsError
 class LockError(CronjobsError):
     """The lock file cannot be created or locked at all (not: someone else holds it)."""
 
-    def __init__(self, path: str, cause: BaseException) -> None:
+    def __init__(self, path: str, cause: object) -> None:
         super().__init__(f"lock file {path}: {cause}")
 
 
@@ -59,7 +59,7 @@ class SupervisorLock:
             return False
         return True
 
-    def __enter__(self) -> "SupervisorLock":
+    def __enter__(self) -> SupervisorLock:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -170,7 +170,7 @@ class Queue:
     def close(self) -> None:
         self.database.close()
 
-    def __enter__(self) -> "Queue":
+    def __enter__(self) -> Queue:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -42,6 +42,11 @@ class Run:
     attempt_id: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...], now: float) -> Run:
+        """A Run from a `SELECT {_RUN_COLUMNS}` row; a run never started counts as started `now`."""
+        return cls(*row[:10], row[10] or now)  # type: ignore[misc]
+
     @property
     def attempt(self) -> int:
         """Number of this attempt, counting only attempts that were used up before it."""
@@ -105,7 +110,7 @@ class Runs:
             if row is None:
                 self._commit()
                 return None
-            run = Run(*row[:10], started_at=row[10] or now)
+            run = Run.from_row(row, now)
             self.db.execute(
                 "UPDATE message SET status = 'pending', started_at = ? WHERE id = ?",
                 (run.started_at, run.id),
@@ -139,7 +144,7 @@ class Runs:
                     f"SELECT {_RUN_COLUMNS} FROM message WHERE uuid = ?", (uuid,)
                 ).fetchone()
                 self.db.execute("UPDATE job_state SET current = ? WHERE name = ?", (uuid, job_name))
-            run = Run(*row[:10], started_at=row[10] or now)
+            run = Run.from_row(row, now)
             self.db.execute("UPDATE message SET status = 'pending' WHERE id = ?", (run.id,))
             self._start_attempt(run, now)
             self._commit()
@@ -306,7 +311,7 @@ class Runs:
             f"SELECT {_RUN_COLUMNS} FROM message WHERE status = 'pending' ORDER BY id"
         ).fetchall()
         for row in rows:
-            run = Run(*row[:10], started_at=row[10] or now)
+            run = Run.from_row(row, now)
             attempt = self.db.execute(
                 "SELECT id, seq_start FROM attempt WHERE message_id = ? AND finished_at IS NULL "
                 "ORDER BY id DESC LIMIT 1",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone, tzinfo
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Optional
 
 from .registry import INTERVALS
@@ -22,7 +22,7 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 FAILED_OUTCOMES = frozenset({"failed", "timeout", "crashed"})
 
 
-@lru_cache(maxsize=None)
+@cache
 def get_timezone(name: Optional[str] = None) -> tzinfo:
     """The IANA zone `name`, or the system's zone; raises ValueError for an unknown name."""
     import zoneinfo

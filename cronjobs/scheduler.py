@@ -61,7 +61,7 @@ def load_states(db: sqlite3.Connection) -> dict[str, JobState]:
     ).fetchall()
     states = {}
     for row in rows:
-        state = JobState(*row[:10], current_run_at=row[10])
+        state = JobState(*row)
         if state.current is not None and state.current_run_at is None:
             state.current = None  # its run ended without the state being told (cancelled by hand)
         states[state.name] = state

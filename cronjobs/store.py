@@ -168,7 +168,9 @@ def open_database(path: str, busy_timeout: float = 10.0, synchronous: str = "NOR
     return database
 
 
-def connect_store(path: str, busy_timeout: float = 10.0, synchronous: str = "NORMAL") -> tuple[pw.SqliteDatabase, Models]:
+def connect_store(
+    path: str, busy_timeout: float = 10.0, synchronous: str = "NORMAL"
+) -> tuple[pw.SqliteDatabase, Models]:
     """Open `path`, create or migrate its schema, and return it with its bound models."""
     database = open_database(path, busy_timeout, synchronous)
     models = make_models(database)

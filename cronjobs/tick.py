@@ -100,7 +100,8 @@ def _apply(event: dict[str, Any], result: TickResult, open_items: dict[str, Item
         result.items.append(item)
         open_items[item.uuid or item.name] = item
     elif kind == "end":
-        item = open_items.pop(event.get("uuid") or event["name"], None) or Item(event["kind"], event["name"])
+        key = event.get("uuid") or event["name"]
+        item = open_items.pop(key) if key in open_items else Item(event["kind"], event["name"])
         item.outcome, item.error, item.duration = event.get("outcome"), event.get("error"), event.get("duration")
     elif kind == "skipped":
         result.skipped.append({k: v for k, v in event.items() if k != "event"})

@@ -10,8 +10,8 @@ from typing import Any, Iterable, Optional
 from .idle import open_fast
 from .queue import MessageView
 from .registry import Job, Registry
-from .scheduler import JobState, load_states, plan
 from .schedule import EPOCH, UTC, next_due
+from .scheduler import JobState, load_states, plan
 
 
 def _read_states(config: Any) -> tuple[dict[str, JobState], Optional[sqlite3.Connection]]:
@@ -59,7 +59,9 @@ def job_rows(config: Any, registry: Registry, now: Optional[float] = None) -> li
     return rows
 
 
-def dry_run_plan(config: Any, registry: Registry, forced: Optional[list[Job]], now: Optional[float] = None) -> list[str]:
+def dry_run_plan(
+    config: Any, registry: Registry, forced: Optional[list[Job]], now: Optional[float] = None
+) -> list[str]:
     """What a tick would run now and why, read without changing anything."""
     now = time.time() if now is None else now
     states, connection = _read_states(config)

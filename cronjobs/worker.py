@@ -7,6 +7,7 @@ kill between any two statements loses nothing but the uncommitted part of one ru
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import traceback
@@ -16,7 +17,7 @@ from .context import Context
 from .errors import Cancelled, PermanentError, Retry
 from .registry import Job, Registry
 from .runs import Run, Runs
-from .scheduler import JobState, Planned, plan, record_outcome, sync_states
+from .scheduler import JobState, Planned, load_states, plan, record_outcome, sync_states
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,10 @@ def execute(
         runs.fail(run, clock(), error, traceback.format_exc())
         return "failed", error
     return runs.complete(run, clock()), None
+
+
+def _call_handler(func: Callable[..., Any], payload: Any, ctx: Context) -> Any:
+    return func(ctx, payload)
 
 
 class Worker:
@@ -98,13 +103,14 @@ class Worker:
     def settle_abandoned(self) -> None:
         """Runs left pending by a tick that died: the lock we hold proves nothing runs them now."""
         now = self.clock()
-        for run, outcome in self.runs.recover(now, "crashed"):
+        settled = self.runs.recover(now, "crashed")
+        states = load_states(self.runs.db) if settled else {}
+        for run, outcome in settled:
             self.emit("recovered", kind=run.kind, name=run.type, uuid=run.uuid, outcome=outcome)
             job = self.registry.jobs.get(run.type) if run.kind == "job" else None
             if job is not None and outcome != "continued":
-                record_outcome(
-                    self.runs.db, job, None, run.started_at, outcome, "the worker died", now, self.tz, self.backoff
-                )
+                record_outcome(self.runs.db, job, states.get(job.name), run.started_at, outcome,
+                               "the worker died", now, self.tz, self.backoff)
 
     def run_periodic(self) -> None:
         now = self.clock()
@@ -157,14 +163,15 @@ class Worker:
             began = time.monotonic()
             self.emit("start", kind="message", name=run.type, uuid=run.uuid, attempt=run.attempt)
             handler = handlers.get(run.type)
+            error: Optional[str]
             if handler is None:
                 error = f"UnknownMessageType: no handler for message type {run.type!r}"
                 self.runs.fail(run, self.clock(), error, None, permanent=True)
                 outcome = "failed"
             else:
                 ctx = Context(self.runs, run, self.deadline, self.emit, self.stop_requested)
-                payload = run.payload
-                outcome, error = execute(self.runs, run, lambda c: handler.func(c, payload), ctx, self.clock)
+                call = functools.partial(_call_handler, handler.func, run.payload)
+                outcome, error = execute(self.runs, run, call, ctx, self.clock)
             self.emit(
                 "end", kind="message", name=run.type, uuid=run.uuid, outcome=outcome, error=error,
                 duration=round(time.monotonic() - began, 3),
