@@ -164,7 +164,7 @@ def next_due(
     regular = next_regular(schedule, last.started_at, tz)
     if last.outcome in FAILED_OUTCOMES:
         retry = last.started_at + retry_delay(last.failures, backoff)
-        if retry < regular:
+        if retry.timestamp() < regular.timestamp():
             return retry, f"retry {last.failures} after the last run {last.outcome}"
     if schedule in INTERVALS:
         return regular, f"a new {_PERIOD_NAME[schedule]} began since the last run"
@@ -181,7 +181,8 @@ def decide(
 ) -> Decision:
     """Is the job due at `now`? Several missed periods still give one run."""
     at, reason = next_due(schedule, last, tz, first_seen, backoff)
-    return Decision(due=at <= now, at=at, reason=reason)
+    # Compare instants: aware datetimes of one zone compare by wall time, which ignores `fold`.
+    return Decision(due=at.timestamp() <= now.timestamp(), at=at, reason=reason)
 
 
 def count_failures(
@@ -191,7 +192,7 @@ def count_failures(
     if (
         previous is not None
         and previous.outcome in FAILED_OUTCOMES
-        and next_regular(schedule, previous.started_at, tz) > started_at
+        and next_regular(schedule, previous.started_at, tz).timestamp() > started_at.timestamp()
     ):
         return previous.failures + 1
     return 1

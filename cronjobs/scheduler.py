@@ -12,7 +12,7 @@ from datetime import datetime, tzinfo
 from typing import Iterable, Optional
 
 from .registry import Job
-from .schedule import UTC, LastRun, count_failures, decide, next_due, schedule_key
+from .schedule import FAILED_OUTCOMES, UTC, LastRun, count_failures, decide, next_due, schedule_key
 
 
 @dataclass
@@ -98,20 +98,26 @@ def plan(
     tz: tzinfo,
     backoff: float,
 ) -> list[Planned]:
-    """The due jobs in tick order; an unfinished run is resumed before anything new starts."""
-    chosen = []
+    """The due jobs in tick order: regular runs first, then retries and resumed unfinished runs.
+
+    Regular runs go longest period first. Retries and continuations follow them, so a job that
+    times out every time, or needs many ticks to finish, never keeps the other jobs from running.
+    """
+    regular, second = [], []
     moment = _dt(now)
     for job in jobs:
         state = states.get(job.name)
         if state is not None and state.current is not None:
             if (state.current_run_at or 0) <= now:
-                chosen.append(Planned(job, "resuming its unfinished run", state.current))
+                second.append(Planned(job, "resuming its unfinished run", state.current))
             continue
+        last = state.last() if state else None
         first_seen = _dt(state.first_seen) if state else moment
-        decision = decide(job.schedule, state.last() if state else None, moment, tz, first_seen, backoff)
+        decision = decide(job.schedule, last, moment, tz, first_seen, backoff)
         if decision.due:
-            chosen.append(Planned(job, decision.reason))
-    return chosen
+            retrying = last is not None and last.outcome in FAILED_OUTCOMES and decision.reason.startswith("retry")
+            (second if retrying else regular).append(Planned(job, decision.reason))
+    return regular + second
 
 
 def record_outcome(

@@ -1,0 +1,278 @@
+"""The every-minute tick through the real CLI in subprocesses: order, isolation, locks, hard limits."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+
+from conftest import ROOT, cli_env, pid_alive
+
+ORDERED_JOBS = """
+@cronjobs.cron("* * * * *", name="every-minute-cron")
+def c(ctx): record("cron")
+
+@cronjobs.minutely
+def m(ctx): record("minutely")
+
+@cronjobs.hourly
+def h(ctx): record("hourly")
+
+@cronjobs.daily
+def boom(ctx): record("daily-boom"); raise ValueError("boom")
+
+@cronjobs.daily
+def d(ctx): record("daily")
+
+@cronjobs.weekly
+def w(ctx): record("weekly")
+
+@cronjobs.monthly
+def mo(ctx): record("monthly")
+
+@cronjobs.yearly
+def y(ctx): record("yearly")
+"""
+
+
+def test_due_jobs_run_longest_period_first_and_a_failure_stops_nothing(project):
+    project.write_jobs(ORDERED_JOBS)
+    result = project.run()
+    assert result.returncode == 1
+    assert project.ran() == ["yearly", "monthly", "weekly", "daily-boom", "daily", "hourly", "minutely"]
+    assert "job boom" in result.stderr and "ValueError: boom" in result.stderr
+    assert result.stdout == ""
+
+
+def test_failure_is_recorded_with_type_message_and_traceback(project):
+    project.write_jobs(ORDERED_JOBS)
+    project.run()
+    with sqlite3.connect(project.database) as db:
+        outcome, error = db.execute("SELECT last_outcome, last_error FROM job_state WHERE name='boom'").fetchone()
+        tb = db.execute(
+            "SELECT traceback FROM attempt JOIN message ON message.id = attempt.message_id "
+            "WHERE message.type = 'boom'").fetchone()[0]
+    assert (outcome, error) == ("failed", "ValueError: boom")
+    assert 'raise ValueError("boom")' in tb
+
+
+def test_second_tick_has_nothing_due_and_is_silent(project):
+    project.write_jobs(ORDERED_JOBS.replace('raise ValueError("boom")', "pass"))
+    assert project.run().returncode == 0
+    before = project.ran()
+    second = project.run()
+    assert (second.returncode, second.stdout, second.stderr) == (0, "", "")
+    assert project.ran() == before
+    assert "nothing due" in project.run("-v").stderr
+
+
+def test_failed_job_is_retried_on_a_later_tick(project):
+    project.write_config(retry_backoff="1")
+    project.write_jobs("""
+@cronjobs.daily
+def flaky(ctx):
+    record("flaky", ctx.job.attempt)
+    if len(open(LOG).read().splitlines()) < 2:
+        raise RuntimeError("first time fails")
+""")
+    assert project.run().returncode == 1
+    assert project.run().returncode == 0 and project.ran() == ["flaky 1"]  # backoff not over yet
+    time.sleep(1.1)
+    assert project.run().returncode == 0
+    assert project.run().returncode == 0
+    assert len(project.ran()) == 2
+
+
+def test_two_ticks_started_together_run_each_job_once(project):
+    project.write_jobs("""
+@cronjobs.daily
+def one(ctx): record("one"); time.sleep(0.5)
+
+@cronjobs.hourly
+def two(ctx): record("two")
+""")
+    first, second = project.start(), project.start()
+    codes = [first.wait(30), second.wait(30)]
+    assert codes == [0, 0]
+    assert sorted(project.ran()) == ["one", "two"]
+
+
+def test_second_copy_exits_at_once_and_says_so_only_at_verbose(project):
+    project.write_jobs("""
+@cronjobs.daily
+def slow(ctx): record("started"); time.sleep(30)
+""")
+    tick = project.start("--time-limit", "40")
+    try:
+        project.wait_for(lambda: project.ran() == ["started"])
+        began = time.monotonic()
+        quiet = project.run()
+        elapsed = time.monotonic() - began
+        assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, "", "")
+        assert elapsed < 1.0  # bench/ measures the exact figure; here: it does not wait for the lock
+        assert "another tick is running" in project.run("-v").stderr
+    finally:
+        tick.kill()
+        tick.wait()
+
+
+def test_kill_9_of_a_tick_kills_its_worker_and_leaves_no_stale_lock(project):
+    project.write_jobs("""
+@cronjobs.daily
+def hang(ctx):
+    record(os.getpid())
+    while True:
+        time.sleep(0.05)
+
+@cronjobs.hourly
+def after(ctx): record("after")
+""")
+    tick = project.start("--time-limit", "0")
+    project.wait_for(lambda: len(project.ran()) == 1)
+    worker = int(project.ran()[0])
+    tick.send_signal(signal.SIGKILL)
+    tick.wait()
+    deadline = time.monotonic() + 1.0
+    while pid_alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not pid_alive(worker), "the worker outlived its supervisor"
+    project.write_jobs("""
+@cronjobs.daily
+def hang(ctx): record("hang again")
+
+@cronjobs.hourly
+def after(ctx): record("after")
+""")
+    result = project.run("-v")
+    assert "another tick" not in result.stderr
+    assert "recovered job hang" in result.stderr
+    assert project.ran()[1:] == ["after", "hang again"]  # a retry runs after the regular runs
+
+
+def test_infinite_loop_is_cut_at_the_limit_and_the_next_job_runs_next_tick(project):
+    project.write_jobs("""
+@cronjobs.daily
+def loop(ctx):
+    record("loop")
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    while True:
+        pass
+
+@cronjobs.hourly
+def next_one(ctx): record("next")
+""")
+    began = time.monotonic()
+    result = project.run("--time-limit", "2")
+    elapsed = time.monotonic() - began
+    assert result.returncode == 1
+    assert elapsed < 3.0 + 0.5  # limit + 1 s, plus interpreter start-up
+    assert "timeout" in result.stderr
+    assert project.ran() == ["loop"]
+    with sqlite3.connect(project.database) as db:
+        assert db.execute("SELECT last_outcome FROM job_state WHERE name='loop'").fetchone() == ("timeout",)
+    project.run("--time-limit", "2")
+    assert "next" in project.ran()
+
+
+def test_job_blocked_in_c_code_is_killed_at_the_limit(project):
+    project.write_jobs("""
+@cronjobs.daily
+def blocked(ctx):
+    record("blocked")
+    signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM, signal.SIGINT])
+    time.sleep(60)
+""")
+    began = time.monotonic()
+    result = project.run("--time-limit", "1")
+    assert time.monotonic() - began < 2.5
+    assert result.returncode == 1
+
+
+def test_force_runs_only_the_forced_jobs(project):
+    project.write_jobs(ORDERED_JOBS.replace('raise ValueError("boom")', "pass"))
+    project.run()
+    project.log.unlink()
+    assert project.run("--force", "daily").returncode == 0
+    assert project.ran() == ["daily-boom", "daily"]
+    project.log.unlink()
+    assert project.run("--force", "h", "--force", "yearly").returncode == 0
+    assert project.ran() == ["yearly", "hourly"]
+
+
+def test_force_unknown_job_is_a_usage_error(project):
+    project.write_jobs(ORDERED_JOBS)
+    result = project.run("--force", "nope")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "run-cron: error: no job or interval named 'nope' (try 'run-cron list' or an interval such as 'daily')"
+    ]
+
+
+def test_dry_run_prints_and_changes_nothing(project):
+    project.write_jobs(ORDERED_JOBS)
+    result = project.run("--dry-run")
+    assert result.returncode == 0
+    assert "would run daily job d: never ran" in result.stdout
+    assert "would run yearly job y: never ran" in result.stdout
+    assert not project.database.exists() and project.ran() == []
+
+
+def test_list_json_reports_schedule_last_run_outcome_and_next_due(project):
+    project.write_jobs(ORDERED_JOBS)
+    project.run()
+    rows = json.loads(project.run("list", "--json").stdout)
+    by_name = {row["name"]: row for row in rows}
+    assert [row["name"] for row in rows] == ["y", "mo", "w", "boom", "d", "h", "m", "every-minute-cron"]
+    assert {"name", "schedule", "last_run", "last_outcome", "next_due"} <= set(rows[0])
+    assert by_name["boom"]["last_outcome"] == "failed"
+    assert by_name["d"]["last_outcome"] == "success"
+    assert by_name["every-minute-cron"]["last_run"] is None
+    assert by_name["every-minute-cron"]["schedule"] == "* * * * *"
+    assert by_name["d"]["next_due"].endswith(("+01:00", "+02:00"))
+    table = project.run("list").stdout.splitlines()
+    assert table[0].split() == ["NAME", "SCHEDULE", "LAST", "RUN", "LAST", "OUTCOME", "NEXT", "DUE"]
+
+
+def test_launcher_works_by_absolute_path_from_another_directory(project, tmp_path):
+    project.write_jobs("@cronjobs.daily\ndef d(ctx): record('via launcher')\n")
+    env = cli_env()
+    env.pop("PYTHONPATH")
+    result = subprocess.run([str(ROOT / "bin" / "run-cron"), "--config", str(project.config)],
+                            cwd="/", env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert project.ran() == ["via launcher"]
+
+
+def test_config_from_environment_variable(project):
+    project.write_jobs("@cronjobs.daily\ndef d(ctx): record('env')\n")
+    env = cli_env()
+    env["RUN_CRON_CONFIG"] = str(project.config)
+    result = subprocess.run([os.sys.executable, "-m", "cronjobs"], cwd=str(project.path.parent), env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert project.ran() == ["env"]
+
+
+def test_corrupt_database_is_an_error_line_and_left_untouched(project):
+    project.write_jobs("@cronjobs.daily\ndef d(ctx): record('d')\n")
+    project.database.write_bytes(b"this is not an sqlite file" * 100)
+    before = project.database.read_bytes()
+    result = project.run()
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("run-cron: error: database ")
+    assert "not a database" in lines[0]
+    assert project.database.read_bytes() == before
+
+
+def test_unwritable_database_directory_is_an_error_line(project):
+    project.write_jobs("@cronjobs.daily\ndef d(ctx): record('d')\n")
+    project.write_config(database="missing-dir/db.sqlite3")
+    result = project.run()
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"run-cron: error: database {project.path}/missing-dir/db.sqlite3: its directory does not exist"
+    ]
