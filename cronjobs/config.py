@@ -185,9 +185,11 @@ def load_config(path: str) -> Config:
                 expected = getattr(parse, "expected", "a valid value")
                 raise ConfigError(path, f"[{section}] {key}", f"expected {expected}, got {raw!r}") from None
             if (section, key) in _PATH_KEYS and value:
-                value = os.path.join(base, os.path.expanduser(str(value)))
+                value = os.path.normpath(os.path.join(base, os.path.expanduser(str(value))))
             if (section, key) == ("run-cron", "python_path"):
-                value = [os.path.join(base, os.path.expanduser(item)) for item in value]  # type: ignore[attr-defined]
+                value = [  # type: ignore[attr-defined]
+                    os.path.normpath(os.path.join(base, os.path.expanduser(item))) for item in value
+                ]
             values.setdefault(section, {})[key] = value
 
     main = values.get("run-cron", {})
