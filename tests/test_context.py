@@ -1,0 +1,66 @@
+"""`ctx`: progress curve, checkpoints, warnings, deadlines."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pytest
+
+from cronjobs.context import Context, compute_progress
+from cronjobs.errors import Cancelled
+from cronjobs.queue import Queue
+
+
+def test_progress_with_a_known_total():
+    assert compute_progress(25, 100) == 25.0
+    assert compute_progress(100, 100) == 99.9  # 100 only on completion
+
+
+def test_progress_with_an_unknown_total_rises_and_never_reaches_100():
+    values = [compute_progress(done) for done in range(0, 10**6, 997)]
+    assert values == sorted(values)
+    assert compute_progress(0) == 0.0
+    assert compute_progress(9) == pytest.approx(20.0)
+    assert max(values) <= 95.0 and compute_progress(10**12) == 95.0
+
+
+def test_checkpoint_commits_offset_state_and_progress(db, runs):
+    queue = Queue(db)
+    uuid = queue.enqueue("t")
+    run = runs.claim_message(time.time())
+    ctx = Context(runs, run)
+    assert (ctx.offset, ctx.state) == (None, {})
+    ctx.checkpoint(offset=10, state={"cursor": "abc"}, done=10, total=40)
+    job = queue.get(uuid)
+    assert (job.offset, job.state, job.progress, job.done, job.total) == (10, {"cursor": "abc"}, 25.0, 10, 40)
+    ctx.checkpoint(offset=11)  # None leaves state and progress as they were
+    job = queue.get(uuid)
+    assert (job.offset, job.state, job.progress) == (11, {"cursor": "abc"}, 25.0)
+
+
+def test_checkpoint_after_cancel_raises_cancelled(db, runs):
+    queue = Queue(db)
+    uuid = queue.enqueue("t")
+    ctx = Context(runs, runs.claim_message(time.time()))
+    queue.cancel(uuid)
+    with pytest.raises(Cancelled):
+        ctx.checkpoint(offset=1)
+
+
+def test_warnings_and_job_info(db, runs):
+    queue = Queue(db)
+    uuid = queue.enqueue("t")
+    ctx = Context(runs, runs.claim_message(time.time()))
+    ctx.warn("row 7 skipped")
+    assert (ctx.job.uuid, ctx.job.type, ctx.job.attempt, ctx.job.kind) == (uuid, "t", 1, "message")
+    assert [w["text"] for w in queue.get(uuid).warnings] == ["row 7 skipped"]
+
+
+def test_time_left_and_should_stop(db, runs):
+    Queue(db).enqueue("t")
+    run = runs.claim_message(time.time())
+    assert Context(runs, run).time_left() == math.inf
+    ctx = Context(runs, run, deadline=time.monotonic() + 5)
+    assert 4 < ctx.time_left() <= 5 and not ctx.should_stop()
+    assert Context(runs, run, deadline=time.monotonic() - 1).should_stop()

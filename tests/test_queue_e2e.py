@@ -1,0 +1,173 @@
+"""Queued messages through real processes: kills, hard limits, concurrent enqueuers, and the CLI."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+from conftest import cli_env
+
+COUNTER = """
+@cronjobs.handler("count")
+def count(ctx, payload):
+    for i in range(ctx.offset or 0, payload["n"]):
+        record(i)
+        time.sleep(payload.get("sleep", 0))
+        ctx.checkpoint(offset=i + 1, done=i + 1, total=payload["n"])
+"""
+
+
+def processed(project):
+    return [int(line) for line in project.ran()]
+
+
+def test_sigkill_mid_run_resumes_at_the_last_checkpoint_and_skips_nothing(project):
+    project.write_jobs(COUNTER)
+    uuid = project.run("enqueue", "count", '{"n": 40, "sleep": 0.02}').stdout.strip()
+    tick = project.start("--time-limit", "0")
+    project.wait_for(lambda: len(project.ran()) >= 10)
+    tick.send_signal(signal.SIGKILL)
+    tick.wait()
+    time.sleep(0.2)  # the worker dies with its supervisor
+    cut = len(project.ran())
+    assert cut < 40
+    assert project.run("--time-limit", "0").returncode == 0
+    items = processed(project)
+    assert sorted(set(items)) == list(range(40))  # none skipped
+    assert len(items) - 40 <= 1  # at most the item in flight at the kill ran twice
+    shown = json.loads(project.run("show", uuid, "--json").stdout)
+    assert (shown["status"], shown["offset"], shown["progress"], shown["attempts"]) == ("completed", 40, 100, 0)
+
+
+def test_handler_sleeping_past_the_limit_is_cut_and_finishes_over_later_ticks(project):
+    project.write_jobs(COUNTER)
+    uuid = project.run("enqueue", "count", '{"n": 12, "sleep": 0.25}').stdout.strip()
+    for _ in range(6):
+        began = time.monotonic()
+        result = project.run("--time-limit", "1")
+        assert time.monotonic() - began < 2.0 + 0.5
+        assert result.returncode == 0, result.stderr  # cut with progress: a continuation, not a failure
+        if json.loads(project.run("show", uuid, "--json").stdout)["status"] == "completed":
+            break
+    shown = json.loads(project.run("show", uuid, "--json").stdout)
+    assert shown["status"] == "completed" and shown["attempts"] == 0
+    assert sorted(set(processed(project))) == list(range(12))
+
+
+def test_a_run_cut_without_progress_uses_up_attempts_and_fails(project):
+    project.write_jobs("""
+@cronjobs.handler("stuck")
+def stuck(ctx, payload):
+    record("stuck")
+    time.sleep(60)
+
+@cronjobs.handler("ok")
+def ok(ctx, payload):
+    record("ok")
+""")
+    stuck = project.run("enqueue", "stuck", "--max-attempts", "2", "--priority", "9").stdout.strip()
+    project.run("enqueue", "ok")
+    codes = [project.run("--time-limit", "1").returncode for _ in range(3)]
+    assert codes[:2] == [1, 1]
+    shown = json.loads(project.run("show", stuck, "--json").stdout)
+    assert (shown["status"], shown["attempts"]) == ("failed", 2)
+    assert shown["errors"][0]["error"] == "stopped: the time limit was reached"
+    assert project.ran().count("ok") == 1
+
+
+ENQUEUER = """
+import sys, cronjobs
+queue = cronjobs.connect(sys.argv[1])
+for i in range(500):
+    queue.enqueue("work", {"producer": sys.argv[2], "i": i})
+print("done")
+"""
+
+
+def test_four_enqueuers_while_ticks_run_complete_2000_exactly_once(project):
+    project.write_config(busy_timeout="10")
+    project.write_jobs("""
+@cronjobs.handler("work")
+def work(ctx, payload):
+    record(payload["producer"], payload["i"])
+""")
+    env = cli_env()
+    producers = [subprocess.Popen([sys.executable, "-c", ENQUEUER, str(project.config), str(n)], env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for n in range(4)]
+    ticks = []
+    while any(p.poll() is None for p in producers):
+        ticks.append(project.run("--time-limit", "10"))
+    for producer in producers:
+        out, err = producer.communicate()
+        assert (producer.returncode, out.strip(), err) == (0, "done", "")
+    for _ in range(5):
+        ticks.append(project.run("--time-limit", "20"))
+        if len(project.ran()) == 2000:
+            break
+    assert all(t.returncode == 0 and "locked" not in t.stderr for t in ticks), [t.stderr for t in ticks]
+    lines = project.ran()
+    assert len(lines) == 2000 and len(set(lines)) == 2000
+    counts = json.loads(project.run("jobs", "--json", "--status", "completed").stdout)
+    assert len(counts) == 2000
+
+
+def test_queue_commands_end_to_end(project):
+    project.write_jobs("""
+@cronjobs.handler("report")
+def report(ctx, payload):
+    ctx.warn("3 rows skipped")
+    ctx.attach("report.csv", "a,b\\n1,2\\n")
+    ctx.checkpoint(state={"rows": 2}, done=2, total=2)
+
+@cronjobs.handler("fail")
+def fail(ctx, payload):
+    raise cronjobs.PermanentError("no such library")
+""")
+    uuid = project.run("enqueue", "report", '{"x": 1}', "--priority", "2", "--key", "k1").stdout.strip()
+    assert project.run("enqueue", "report", "--key", "k1").stdout.strip() == uuid
+    failing = project.run("enqueue", "fail").stdout.strip()
+    delayed = project.run("enqueue", "report", "--delay", "3600").stdout.strip()
+    cancelled = project.run("enqueue", "report").stdout.strip()
+    assert project.run("cancel", cancelled).returncode == 0
+    assert project.run().returncode == 1  # the permanent failure
+    shown = json.loads(project.run("show", uuid, "--json").stdout)
+    assert (shown["status"], shown["state"], shown["priority"], shown["key"]) == ("completed", {"rows": 2}, 2, "k1")
+    assert [w["text"] for w in shown["warnings"]] == ["3 rows skipped"]
+    assert shown["attachments"] == [{"name": "report.csv", "size": 8}]
+    assert project.run("attachment", uuid, "report.csv").stdout == "a,b\n1,2\n"
+    out = project.path / "out.csv"
+    assert project.run("attachment", uuid, "report.csv", "-o", str(out)).returncode == 0
+    assert out.read_text() == "a,b\n1,2\n"
+    human = project.run("show", failing).stdout
+    assert "status:      failed" in human and "PermanentError: no such library" in human
+    statuses = {j["uuid"]: j["status"] for j in json.loads(project.run("jobs", "--json").stdout)}
+    assert statuses == {uuid: "completed", failing: "failed", delayed: "new", cancelled: "cancelled"}
+    table = project.run("jobs", "--status", "failed").stdout.splitlines()
+    assert table[0].split()[:3] == ["UUID", "TYPE", "STATUS"] and failing in table[1]
+    assert project.run("retry", failing).returncode == 0
+    assert json.loads(project.run("show", failing, "--json").stdout)["status"] == "new"
+    project.run()
+    assert project.run("retry", "--failed").returncode == 0
+    assert json.loads(project.run("show", failing, "--json").stdout)["attempts"] == 0
+
+
+def test_queue_command_errors_are_one_line_with_exit_2(project):
+    project.write_jobs("")
+    cases = [
+        (("enqueue", "t", "{not json"), "run-cron: error: PAYLOAD_JSON is not valid JSON: "),
+        (("show", "nope"), "run-cron: error: no message with uuid 'nope'"),
+        (("cancel", "nope"), "run-cron: error: no message with uuid 'nope'"),
+        (("retry",), "run-cron: error: give either a UUID or --failed"),
+    ]
+    for args, message in cases:
+        result = project.run(*args)
+        assert result.returncode == 2, args
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(message), (args, result.stderr)
+    uuid = project.run("enqueue", "t").stdout.strip()
+    result = project.run("attachment", uuid, "missing.txt")
+    assert (result.returncode, result.stderr.strip()) == (
+        2, f"run-cron: error: message '{uuid}' has no attachment named 'missing.txt'")
