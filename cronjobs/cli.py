@@ -309,6 +309,28 @@ def attachment(state: State, config_path: Optional[str], uuid: str, name: str, o
             stream.flush()
 
 
+@cli.command()
+@config_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
+              help="Port to listen on (0: any free port).")
+@click.pass_obj
+def serve(state: State, config_path: Optional[str], host: str, port: int) -> None:
+    """Serve the HTTP trigger (/run), /health and the status page, for trying them locally."""
+    from .web import make_app, make_server
+
+    config = state.config(config_path)
+    server = make_server(make_app(config), host, port)
+    click.echo(f"run-cron: serving on http://{host}:{server.server_port}{config.http.prefix}/ "
+               "(Ctrl-C to stop)", err=True)
+    if not config.http.token:
+        click.echo("run-cron: no [http] token configured: /run and the status page answer 404", err=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+
+
 def main() -> None:
     """Console-script entry point."""
     cli.main(prog_name="run-cron")

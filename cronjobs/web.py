@@ -1,0 +1,417 @@
+"""The HTTP trigger, the health check and the status page: one WSGI application (PEP 3333).
+
+Routes, all below the optional `[http] prefix`:
+
+    GET|POST /run                   one tick, as the CLI runs it, under `[http] time_limit`  (token)
+    GET      /health                age of the last tick, queue depth, failing jobs         (open)
+    GET      /                      the status page                                         (token or cookie)
+    GET      /attachment/UUID/NAME  one attachment of a message                             (token or cookie)
+
+Serve `cronjobs.web:application` (reads $RUN_CRON_CONFIG) with any WSGI server, run bin/run-cron.cgi as
+CGI, or try it with `run-cron serve`. The token is compared in constant time and never logged: the
+request log of `serve` drops query strings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import math
+import os
+import re
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from typing import Any, Callable, Iterable, Iterator, Optional, Union
+from urllib.parse import parse_qs, quote
+
+from .config import ENV_VAR, Config, find_config_path, load_config
+from .errors import CronjobsError
+from .idle import open_fast, read_meta
+
+log = logging.getLogger(__name__)
+
+COOKIE = "run_cron_page"
+COOKIE_MAX_AGE = 30 * 86400
+DRAIN_LIMIT = 1 << 20  # read at most this much of an oversized body, so the 413 reaches the client
+_STATUS_TEXT = {200: "OK", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 409: "Conflict",
+                413: "Payload Too Large", 429: "Too Many Requests", 500: "Internal Server Error",
+                503: "Service Unavailable"}
+_ROUTES = {"/run": ("GET", "POST"), "/health": ("GET", "HEAD"), "/": ("GET", "HEAD")}
+_COMMON_HEADERS = [("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff"),
+                   ("Referrer-Policy", "no-referrer")]
+
+Environ = dict[str, Any]
+StartResponse = Callable[..., Any]
+
+
+class Response:
+    def __init__(self, status: int, body: Union[bytes, Iterable[bytes]] = b"", content_type: str = "text/plain",
+                 headers: Optional[list[tuple[str, str]]] = None) -> None:
+        self.status = status
+        self.body = body
+        self.headers = [("Content-Type", content_type), *_COMMON_HEADERS, *(headers or [])]
+        if isinstance(body, bytes):
+            self.headers.append(("Content-Length", str(len(body))))
+
+
+def json_response(status: int, data: dict[str, Any], headers: Optional[list[tuple[str, str]]] = None) -> Response:
+    body = (json.dumps(data, indent=2, default=str) + "\n").encode("utf-8")
+    return Response(status, body, "application/json", headers)
+
+
+def error_response(status: int, message: str, **extra: Any) -> Response:
+    return json_response(status, {"error": message, **extra})
+
+
+# Forking (the tick's worker) while another thread is inside SQLite could copy a held SQLite mutex into
+# the child, which would then hang until the hard limit. Threads that touch the database hold this lock,
+# and a fork waits for it. Lock files this module holds are closed in the child, so a process a job
+# leaves behind can never keep the HTTP trigger locked.
+_db_guard = threading.Lock()
+_held_fds: set[int] = set()
+_fork_hooks = threading.Lock()
+_fork_hooks_registered = False
+
+
+def _after_fork_in_child() -> None:
+    for fd in list(_held_fds):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _held_fds.clear()
+    _db_guard.release()
+
+
+def _register_fork_hooks() -> None:
+    global _fork_hooks_registered
+    with _fork_hooks:
+        if not _fork_hooks_registered and hasattr(os, "register_at_fork"):
+            os.register_at_fork(before=_db_guard.acquire, after_in_parent=_db_guard.release,
+                                after_in_child=_after_fork_in_child)
+            _fork_hooks_registered = True
+
+
+@contextmanager
+def _trigger_lock(path: str) -> Iterator[bool]:
+    """A non-blocking flock that makes "too soon?" and "start the tick" one step across processes."""
+    import fcntl
+
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        _held_fds.add(fd)
+        try:
+            yield True
+        finally:
+            _held_fds.discard(fd)
+    finally:
+        os.close(fd)
+
+
+def _float(value: Optional[str]) -> Optional[float]:
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
+
+
+def read_health(config: Config, now: Optional[float] = None) -> tuple[bool, dict[str, Any]]:
+    """(healthy, report): a tick finished within `stale_after`; counts and names only, no payloads."""
+    from .runs import STATUSES
+    from .schedule import FAILED_OUTCOMES
+
+    now = time.time() if now is None else now
+    meta: dict[str, str] = {}
+    counts = dict.fromkeys(STATUSES, 0)
+    failing: list[str] = []
+    with _db_guard:
+        connection = open_fast(config.database, config.busy_timeout)
+        if connection is not None:
+            try:
+                meta = read_meta(connection)
+                counts.update(connection.execute(
+                    "SELECT status, COUNT(*) FROM message WHERE kind = 'message' GROUP BY status"))
+                marks = ", ".join("?" * len(FAILED_OUTCOMES))
+                failing = [name for (name,) in connection.execute(
+                    f"SELECT name FROM job_state WHERE last_outcome IN ({marks}) ORDER BY name",
+                    sorted(FAILED_OUTCOMES))]
+            except sqlite3.OperationalError:  # created but no schema yet
+                pass
+            finally:
+                connection.close()
+    finished = _float(meta.get("tick.finished"))
+    age = None if finished is None else max(now - finished, 0.0)
+    healthy = age is not None and age <= config.stale_after
+    return healthy, {
+        "status": "ok" if healthy else "stale",
+        "last_tick": {
+            "finished_ago": None if age is None else round(age, 1),
+            "outcome": meta.get("tick.outcome"),
+            "trigger": meta.get("tick.trigger"),
+            "duration": _float(meta.get("tick.duration")),
+        },
+        "stale_after": config.stale_after,
+        "queue": counts,
+        "failing_jobs": failing,
+    }
+
+
+def seconds_until_allowed(config: Config, now: Optional[float] = None) -> Optional[int]:
+    """Whole seconds until `[http] min_interval` has passed since the last tick started; None if it has."""
+    if config.http.min_interval <= 0:
+        return None
+    with _db_guard:
+        connection = open_fast(config.database, config.busy_timeout)
+        if connection is None:
+            return None
+        try:
+            started = _float(read_meta(connection).get("tick.started"))
+        finally:
+            connection.close()
+    if started is None:
+        return None
+    wait = started + config.http.min_interval - (time.time() if now is None else now)
+    return max(1, math.ceil(wait)) if wait > 0 else None
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8")).digest()
+
+
+def token_matches(given: Optional[str], token: str) -> bool:
+    """Constant-time comparison (of digests, so not even the token's length leaks)."""
+    return given is not None and hmac.compare_digest(_digest(given), _digest(token))
+
+
+def cookie_value(token: str) -> str:
+    """What the page cookie holds: derived from the token, so the cookie cannot start a tick."""
+    return hmac.new(token.encode("utf-8"), b"run-cron status page", hashlib.sha256).hexdigest()
+
+
+def _cookies(environ: Environ) -> dict[str, str]:
+    cookies = {}
+    for part in environ.get("HTTP_COOKIE", "").split(";"):
+        name, _, value = part.strip().partition("=")
+        if name:
+            cookies.setdefault(name, value.strip().strip('"'))
+    return cookies
+
+
+def _request_token(environ: Environ, query: dict[str, list[str]]) -> Optional[str]:
+    authorization = environ.get("HTTP_AUTHORIZATION", "")
+    if authorization[:7].lower() == "bearer ":
+        return authorization[7:].strip()
+    values = query.get("token")
+    return values[0] if values else None
+
+
+def _content_length(environ: Environ) -> int:
+    try:
+        return max(int(environ.get("CONTENT_LENGTH") or 0), 0)
+    except ValueError:
+        return 0
+
+
+def _read_body(environ: Environ, length: int) -> None:
+    """Read (and drop) the body: a server that closes with unread input may reset the connection."""
+    stream = environ.get("wsgi.input")
+    left = min(length, DRAIN_LIMIT)
+    while stream is not None and left > 0:
+        chunk = stream.read(min(left, 65536))
+        if not chunk:
+            break
+        left -= len(chunk)
+
+
+class App:
+    """The WSGI application. `config` is a Config, a path, or None for $RUN_CRON_CONFIG.
+
+    The configuration and the jobs modules are loaded at the first request (and again after a failure),
+    so a bad configuration answers 500 with a one-line message and is logged, never shown.
+    """
+
+    def __init__(self, config: Union[Config, str, os.PathLike, None] = None) -> None:
+        self._source = config
+        self._config: Optional[Config] = config if isinstance(config, Config) else None
+        self._jobs_loaded = False
+        self._lock = threading.Lock()
+        _register_fork_hooks()
+
+    def config(self, environ: Optional[Environ] = None) -> Config:
+        with self._lock:
+            if self._config is None:
+                explicit = None if self._source is None else os.fspath(self._source)
+                # mod_wsgi's SetEnv reaches the WSGI environ, not os.environ.
+                path = find_config_path(explicit or (environ or {}).get(ENV_VAR))
+                config = load_config(path)
+                if config.log.file:
+                    from .logs import add_file_handler
+
+                    add_file_handler(logging.getLogger("cronjobs"), config)
+                self._config = config
+            return self._config
+
+    def load_jobs(self, config: Config) -> Any:
+        """The registry with the configured jobs modules imported (once; /health does not need them)."""
+        from .registry import load_modules, registry
+
+        with self._lock:
+            if not self._jobs_loaded:
+                load_modules(config.jobs, config.python_path, config.path)
+                self._jobs_loaded = True
+        return registry
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        began = time.monotonic()
+        method = environ.get("REQUEST_METHOD", "GET").upper()
+        try:
+            response = self.dispatch(environ, method, began)
+        except CronjobsError as exc:  # configuration, jobs module or database: one line is enough
+            log.error("cannot answer %s %s: %s", method, environ.get("PATH_INFO", ""), exc)
+            response = Response(500, b"run-cron: internal error (see the server's log)\n")
+        except Exception:
+            log.exception("internal error answering %s %s", method, environ.get("PATH_INFO", ""))
+            response = Response(500, b"run-cron: internal error (see the server's log)\n")
+        start_response(f"{response.status} {_STATUS_TEXT.get(response.status, '')}".strip(), response.headers)
+        if method == "HEAD":
+            close = getattr(response.body, "close", None)
+            if close is not None:
+                close()
+            return [b""]
+        return [response.body] if isinstance(response.body, bytes) else response.body
+
+    def dispatch(self, environ: Environ, method: str, began: float) -> Response:
+        config = self.config(environ)
+        path = environ.get("PATH_INFO") or "/"
+        base = environ.get("SCRIPT_NAME", "").rstrip("/")
+        prefix = config.http.prefix
+        if prefix and not base.endswith(prefix):  # not already mounted at the prefix
+            if path != prefix and not path.startswith(prefix + "/"):
+                return error_response(404, "not found")
+            path, base = path[len(prefix):] or "/", base + prefix
+        route = "/attachment" if path.startswith("/attachment/") else path
+        allowed = ("GET", "HEAD") if route == "/attachment" else _ROUTES.get(route)
+        if allowed is None:
+            return error_response(404, "not found")
+        if route != "/health" and not config.http.token:
+            return error_response(404, "not found")  # no token configured: trigger and page are off
+        if method not in allowed:
+            return Response(405, b"method not allowed\n", headers=[("Allow", ", ".join(allowed))])
+        length = _content_length(environ)
+        if length > config.http.max_body:
+            _read_body(environ, length)
+            return error_response(413, f"request body larger than {config.http.max_body} bytes")
+        _read_body(environ, length)
+        query = parse_qs(environ.get("QUERY_STRING", ""))
+        if route == "/health":
+            healthy, report = read_health(config)
+            return json_response(200 if healthy else 503, report)
+        if route == "/run":
+            return self.run(config, environ, query, began)
+        return self.page(config, environ, query, route, path[len("/attachment/"):], base)
+
+    def run(self, config: Config, environ: Environ, query: dict[str, list[str]], began: float) -> Response:
+        from .tick import run_tick
+
+        assert config.http.token is not None
+        if not token_matches(_request_token(environ, query), config.http.token):
+            return error_response(403, "forbidden: wrong or missing token")
+        registry = self.load_jobs(config)
+        wait = seconds_until_allowed(config)
+        if wait is not None:
+            return _too_soon(wait)
+        with _trigger_lock(config.lock_file + ".http") as held:
+            if not held:
+                return _locked()
+            wait = seconds_until_allowed(config)  # again, now that no other HTTP tick can start
+            if wait is not None:
+                return _too_soon(wait)
+            result = run_tick(config, registry, time_limit=config.http.time_limit, trigger="http", started=began)
+        if result.status == "locked":
+            return _locked()
+        log.info("http tick: %s, %s in %.3f s%s", result.status, result.outcome, result.duration,
+                 " (stopped at the time limit)" if result.timed_out else "")
+        return json_response(200, {**result.to_json(), "time_limit": config.http.time_limit})
+
+    def page(self, config: Config, environ: Environ, query: dict[str, list[str]], route: str, rest: str,
+             base: str) -> Response:
+        from . import web_page
+
+        assert config.http.token is not None
+        expected = cookie_value(config.http.token)
+        given = _request_token(environ, query)
+        if given is not None:
+            if not token_matches(given, config.http.token):
+                return error_response(403, "forbidden: wrong token")
+        elif not hmac.compare_digest(_cookies(environ).get(COOKIE, "").encode("ascii", "replace"),
+                                     expected.encode("ascii")):
+            return error_response(403, "forbidden: open this page once with ?token=YOUR_TOKEN")
+        if route == "/attachment":
+            return web_page.attachment(config, rest, _db_guard)
+        secure = "; Secure" if environ.get("wsgi.url_scheme") == "https" else ""
+        cookie = (f"{COOKIE}={expected}; Path={quote(base.encode('latin-1', 'replace'))}/; "
+                  f"Max-Age={COOKIE_MAX_AGE}; HttpOnly; SameSite=Strict{secure}")
+        body = web_page.status_page(config, self.load_jobs(config), base, _db_guard)
+        return Response(200, body.encode("utf-8"), "text/html; charset=utf-8",
+                        [("Set-Cookie", cookie), *web_page.PAGE_HEADERS])
+
+
+def _too_soon(wait: int) -> Response:
+    return json_response(429, {"status": "too_soon", "error": "the last tick started too recently",
+                               "retry_after": wait}, [("Retry-After", str(wait))])
+
+
+def _locked() -> Response:
+    return json_response(409, {"status": "locked", "error": "another tick is running"})
+
+
+def make_app(config: Union[Config, str, os.PathLike, None] = None) -> App:
+    """The WSGI application for `config` (a Config or an INI path; None: $RUN_CRON_CONFIG)."""
+    return App(config)
+
+
+#: For WSGI servers: `gunicorn cronjobs.web:application`, Passenger, mod_wsgi, waitress.
+application = make_app()
+
+
+def run_cgi() -> None:
+    """Answer one CGI request (RFC 3875) from os.environ and stdin: what bin/run-cron.cgi calls."""
+    from wsgiref.handlers import CGIHandler
+
+    CGIHandler().run(application)
+
+
+_SECRET_IN_LOG = re.compile(r"(token=)[^&\s\"']*", re.IGNORECASE)
+
+
+def make_server(app: Callable[..., Any], host: str = "127.0.0.1", port: int = 8080) -> Any:
+    """A threading wsgiref server (so /health answers during a tick) whose log never shows the token."""
+    from socketserver import ThreadingMixIn
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
+
+    class Server(ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+        request_queue_size = 128
+
+    class Handler(WSGIRequestHandler):
+        timeout = 60
+
+        def log_request(self, code: Any = "-", size: Any = "-") -> None:
+            path = self.path.split("?", 1)[0]
+            log.info("%s %s %s %s", self.address_string(), self.command, path, code)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            log.info("%s %s", self.address_string(), _SECRET_IN_LOG.sub(r"\1***", format % args))
+
+    server = Server((host, port), Handler)
+    server.set_app(app)
+    return server
