@@ -57,6 +57,19 @@ class Run:
         return None if self.payload_json is None else json.loads(self.payload_json)
 
 
+def claim_sql(excluded_types: int = 0) -> str:
+    """The claim query: next runnable message by priority, then FIFO, skipping some types."""
+    # INDEXED BY: without statistics the planner may pick message_due and sort; walking
+    # message_claim in order keeps the claim cheap however long the queue grows.
+    sql = (
+        f"SELECT {_RUN_COLUMNS} FROM message INDEXED BY message_claim "
+        "WHERE kind = 'message' AND status = 'new' AND run_at <= ?"
+    )
+    if excluded_types:
+        sql += f" AND type NOT IN ({', '.join('?' * excluded_types)})"
+    return sql + " ORDER BY priority DESC, id LIMIT 1"
+
+
 def new_uuid() -> str:
     return str(uuidlib.uuid4())
 
@@ -97,15 +110,7 @@ class Runs:
     def claim_message(self, now: float, exclude_types: Iterable[str] = ()) -> Optional[Run]:
         """Mark the next runnable message pending and open an attempt; None when none is runnable."""
         excluded = tuple(exclude_types)
-        sql = (
-            # INDEXED BY: without statistics the planner may pick message_due and sort; walking
-            # message_claim in order keeps the claim cheap however long the queue grows.
-            f"SELECT {_RUN_COLUMNS} FROM message INDEXED BY message_claim "
-            "WHERE kind = 'message' AND status = 'new' AND run_at <= ?"
-        )
-        if excluded:
-            sql += f" AND type NOT IN ({', '.join('?' * len(excluded))})"
-        sql += " ORDER BY priority DESC, id LIMIT 1"
+        sql = claim_sql(len(excluded))
         self._begin()
         try:
             row = self.db.execute(sql, (now, *excluded)).fetchone()

@@ -28,7 +28,8 @@ def test_defaults_and_paths_relative_to_the_file(tmp_path):
 
 def test_http_and_log_sections(tmp_path):
     config = load_config(write(tmp_path, "[run-cron]\ndatabase = d\nlock_file = l\ntimezone = Europe/Berlin\n"
-                                         "[http]\ntoken = s3cret\nprefix = cron/\n[log]\nfile = x.log\nlevel = debug\n"))
+                                         "[http]\ntoken = s3cret\nprefix = cron/\n"
+                                         "[log]\nfile = x.log\nlevel = debug\n"))
     assert config.http.token == "s3cret" and config.http.prefix == "/cron"
     assert config.log.level == "DEBUG" and config.log.file.endswith("conf/x.log")
     assert str(config.tz) == "Europe/Berlin"
