@@ -32,6 +32,7 @@ def local_iso(timestamp: Optional[float], tz: Any) -> Optional[str]:
 
 def job_rows(config: Any, registry: Registry, now: Optional[float] = None) -> list[dict[str, Any]]:
     """Each job's name, schedule, last_run, last_outcome and next_due (ISO 8601, configured zone)."""
+    registry.validate()  # a broken expression is reported as such, not as a failure to compute it
     tz = config.tz
     now = time.time() if now is None else now
     states, connection = _read_states(config)

@@ -100,6 +100,13 @@ def test_cli_reports_a_broken_expression_with_module_and_job(project):
     ]
 
 
+def test_list_reports_a_broken_expression_too(project):
+    project.write_jobs('@cronjobs.cron("0 25 * * *", name="bad-hour")\ndef f(ctx): pass\n')
+    result = project.run("list")
+    assert (result.returncode, len(result.stderr.splitlines())) == (2, 1)
+    assert "job 'bad-hour': bad cron expression" in result.stderr
+
+
 def test_cli_reports_duplicate_names(project):
     project.write_jobs("@cronjobs.daily\ndef f(ctx): pass\n@cronjobs.hourly(name='f')\ndef g(ctx): pass\n")
     result = project.run()
