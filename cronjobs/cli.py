@@ -63,6 +63,10 @@ class State:
             setup_logging(self._config, self.verbose)
             if load_jobs:
                 load_modules(self._config.jobs, self._config.python_path, self._config.path)
+                from .registry import registry
+                from .retention import register
+
+                register(registry, self._config)
         return self._config
 
     def queue(self, override: Optional[str] = None) -> Any:
@@ -79,6 +83,7 @@ def setup_logging(config: Any, verbose: int) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("run-cron: %(message)s"))
     handler.setLevel(level)
+    handler.addFilter(lambda record: record.name != "cronjobs.events")  # for the log file (eventlog.py)
     root = logging.getLogger("cronjobs")
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -125,11 +130,13 @@ def cli(ctx: click.Context, config_path: Optional[str], force: tuple[str, ...], 
     if dry_run:
         _print_dry_run(config, registry, forced)
         return
+    from .eventlog import TickLog
     from .tick import run_tick
 
-    reporter = Reporter(state.verbose, show_progress=bool(force) and sys.stderr.isatty())
+    reporter = TickLog("cli", Reporter(state.verbose, show_progress=bool(force) and sys.stderr.isatty()))
     result = run_tick(config, registry, time_limit=time_limit, force=forced, trigger="cli",
                       started=_STARTED, on_event=reporter)
+    reporter.finished(result)
     if result.status == "locked":
         if state.verbose:
             click.echo("run-cron: another tick is running; exiting", err=True)
@@ -153,12 +160,13 @@ class Reporter:
     def __init__(self, verbose: int, show_progress: bool = False) -> None:
         self.verbose = verbose
         self.show_progress = show_progress
+        self._labels: dict[str, str] = {}
 
     def __call__(self, event: dict[str, Any]) -> None:
         kind = event.get("event")
-        if kind == "progress" and self.show_progress:
-            click.echo(f"\r  {event.get('progress', 0):5.1f}%", err=True, nl=False)
-        elif not self.verbose:
+        if self.show_progress and kind in ("start", "progress", "end"):
+            self._progress(event)
+        elif kind == "progress" or not self.verbose:
             return
         elif kind == "start":
             click.echo(f"run-cron: start {event['kind']} {event['name']} {event.get('uuid', '')}"
@@ -171,6 +179,20 @@ class Reporter:
         elif kind == "recovered":
             click.echo(f"run-cron: recovered {event['kind']} {event['name']} {event['uuid']}: "
                        f"{event['outcome']}", err=True)
+
+
+    def _progress(self, event: dict[str, Any]) -> None:
+        """One line per run, rewritten in place: `job name  42.0%`, then its outcome and duration."""
+        kind, key = event["event"], str(event.get("uuid") or event.get("name"))
+        if kind == "start":
+            self._labels[key] = label = f"{event['kind']} {event['name']}"
+            line = f"{label} ..."
+        elif kind == "progress":
+            line = f"{self._labels.get(key, key)} {event.get('progress', 0):5.1f}%"
+        else:
+            label = self._labels.pop(key, f"{event.get('kind')} {event.get('name')}")
+            line = f"{label}: {event.get('outcome')} in {event.get('duration') or 0:.2f} s"
+        click.echo(f"\r{line}\033[K", err=True, nl=kind == "end")
 
 
 def _print_dry_run(config: Any, registry: Any, forced: Optional[list[Any]]) -> None:
@@ -329,6 +351,136 @@ def serve(state: State, config_path: Optional[str], host: str, port: int) -> Non
         server.serve_forever()
     finally:
         server.server_close()
+
+
+@cli.command()
+@config_option
+@click.option("--every", type=int, default=1, show_default=True, metavar="MINUTES",
+              help="Minutes between ticks, for hosts that allow only every 5 or 15 minutes.")
+@click.option("--print", "print_only", is_flag=True, help="Print the line (for a control panel); change nothing.")
+@click.option("--remove", is_flag=True, help="Take this installation's line out again.")
+@click.option("--tab-file", metavar="PATH",
+              help="Edit this crontab file instead of the user's crontab.")
+@click.pass_obj
+def install(state: State, config_path: Optional[str], every: int, print_only: bool, remove: bool,
+            tab_file: Optional[str]) -> None:
+    """Add the crontab line that runs a tick (once; the user's other lines stay as they are)."""
+    from .config import find_config_path
+    from .crontab_install import build_entry
+    from .crontab_install import install as add_line
+    from .crontab_install import remove as remove_line
+
+    if print_only and remove:
+        raise CliError("give either --print or --remove")
+    if remove:  # even with a configuration that no longer loads
+        path = find_config_path(config_path or state.config_path)
+    else:
+        path = state.config(config_path, load_jobs=False).path
+    entry = build_entry(path, every)
+    if print_only:
+        click.echo(entry.line)
+        return
+    change = (remove_line if remove else add_line)(entry, tab_file)
+    if not state.quiet:
+        done = {"installed": "installed in", "updated": "updated in", "unchanged": "already in",
+                "removed": "removed from", "absent": "not in"}[change.action]
+        click.echo(f"run-cron: {done} {change.target}: {entry.line}")
+
+
+@cli.command()
+@config_option
+@json_option
+@click.pass_obj
+def status(state: State, config_path: Optional[str], as_json: bool) -> None:
+    """Health for monitoring; exit 0 OK, 1 WARNING, 2 CRITICAL (the Nagios convention).
+
+    WARNING: failed messages, or periodic jobs that failed or are overdue. CRITICAL: no tick finished
+    within [run-cron] stale_after seconds, or none ever.
+    """
+    from .registry import registry
+    from .status import check, render
+
+    config = state.config(config_path)
+    result = check(config, registry)
+    if as_json:
+        import json
+
+        click.echo(json.dumps(result.to_json(), indent=2))
+    else:
+        click.echo(render(result, config.tz))
+    sys.exit(result.code)
+
+
+@cli.command()
+@config_option
+@click.option("--time-limit", type=click.FloatRange(min=0), metavar="SECONDS",
+              help="Hard limit of each tick (default: the configuration's time_limit; 0: none).")
+@click.option("--sleep", type=click.FloatRange(min=0.05), default=5.0, show_default=True, metavar="SECONDS",
+              help="Pause between ticks while there is nothing to do.")
+@click.pass_obj
+def worker(state: State, config_path: Optional[str], time_limit: Optional[float], sleep: float) -> None:
+    """Tick in a loop, as a service (systemd); stops after the current tick on SIGTERM or SIGINT.
+
+    Shares the lock with crontab ticks: both may be installed, no work runs twice.
+    """
+    from .eventlog import TickLog
+    from .registry import registry
+    from .service import run_worker, stop_on_signals
+
+    config = state.config(config_path)
+    events = TickLog("worker", Reporter(state.verbose))
+
+    def finished(result: Any) -> None:
+        events.finished(result)
+        if not state.quiet:
+            for item in result.failed:
+                click.echo(f"run-cron: {item.kind} {item.name} {item.uuid or ''} {item.outcome}: {item.error}",
+                           err=True)
+            if result.error:
+                click.echo(f"run-cron: error: {result.error}", err=True)
+
+    with stop_on_signals() as stop:
+        run_worker(config, registry, stop, time_limit=time_limit, sleep=sleep, on_event=events, on_result=finished)
+
+
+@cli.command()
+@config_option
+@click.option("--job", "name", metavar="NAME", help="Only runs of this job, or attempts of this message type.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="At most this many.")
+@json_option
+@click.pass_obj
+def history(state: State, config_path: Optional[str], name: Optional[str], limit: int, as_json: bool) -> None:
+    """Every run of a periodic job and every message attempt, newest first."""
+    from .history import history as read_history
+    from .history import table_rows
+    from .views import render_table
+
+    config = state.config(config_path, load_jobs=False)
+    entries = read_history(config, name, limit)
+    if as_json:
+        import json
+
+        click.echo(json.dumps([entry.to_json() for entry in entries], indent=2))
+        return
+    click.echo(render_table(table_rows(entries, config.tz),
+                            ["started", "kind", "name", "uuid", "attempt", "outcome", "duration", "error"]))
+
+
+@cli.command()
+@config_option
+@click.option("--failed", "failed", is_flag=True,
+              help="Also delete every failed message, with its history and attachments.")
+@click.pass_obj
+def purge(state: State, config_path: Optional[str], failed: bool) -> None:
+    """Delete now what the daily run-cron.prune job deletes: finished runs older than retention_days."""
+    from .retention import run_now
+
+    config = state.config(config_path, load_jobs=False)
+    pruned, failed_count = run_now(config, failed)
+    if not state.quiet:
+        click.echo(f"run-cron: deleted {pruned.messages} finished message(s) and {pruned.job_runs} job run(s) "
+                   f"older than {config.retention_days:g} days"
+                   + (f", and {failed_count} failed message(s)" if failed else ""))
 
 
 def main() -> None:

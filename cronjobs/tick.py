@@ -157,6 +157,10 @@ def run_tick(
                 fast.close()
     finally:
         lock.release()
+    if config.ping_url:  # a heartbeat for every tick that ran or was idle, after the lock is released
+        from .ping import after_tick
+
+        after_tick(config.ping_url, result.outcome)
     return result
 
 

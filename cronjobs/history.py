@@ -1,0 +1,94 @@
+"""Every run of a periodic job and every message attempt, newest first: attempt JOIN message."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from .errors import StoreError
+from .idle import open_fast
+from .queue import iso
+
+DEFAULT_LIMIT = 50
+
+
+@dataclass
+class Entry:
+    kind: str  # "job" or "message"
+    name: str  # job name or message type
+    uuid: str
+    attempt: int
+    started_at: float
+    finished_at: Optional[float]
+    outcome: Optional[str]  # None while it runs
+    error: Optional[str]
+
+    @property
+    def duration(self) -> Optional[float]:
+        return None if self.finished_at is None else max(self.finished_at - self.started_at, 0.0)
+
+    def to_json(self) -> dict[str, Any]:
+        """The fields of `run-cron history --json`."""
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "uuid": self.uuid,
+            "started_at": iso(self.started_at),
+            "finished_at": iso(self.finished_at),
+            "outcome": self.outcome,
+            "error": self.error,
+        }
+
+
+def read(connection: sqlite3.Connection, name: Optional[str] = None, limit: int = DEFAULT_LIMIT) -> list[Entry]:
+    """The newest `limit` attempts, of the job or message type `name` if given."""
+    sql = (
+        "SELECT message.kind, message.type, message.uuid, attempt.number, attempt.started_at, "
+        "attempt.finished_at, attempt.outcome, attempt.error "
+        "FROM attempt JOIN message ON message.id = attempt.message_id"
+    )
+    params: list[Any] = []
+    if name is not None:
+        sql += " WHERE message.type = ?"
+        params.append(name)
+    sql += " ORDER BY attempt.started_at DESC, attempt.id DESC LIMIT ?"
+    params.append(int(limit))
+    try:
+        return [Entry(*row) for row in connection.execute(sql, params)]
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return []
+        raise
+
+
+def history(config: Any, name: Optional[str] = None, limit: int = DEFAULT_LIMIT) -> list[Entry]:
+    """`read` on the configured database; empty when there is no database yet."""
+    connection = open_fast(config.database, config.busy_timeout)
+    if connection is None:
+        return []
+    try:
+        return read(connection, name, limit)
+    except sqlite3.Error as exc:
+        raise StoreError(config.database, exc) from exc
+    finally:
+        connection.close()
+
+
+def table_rows(entries: list[Entry], tz: Any) -> list[dict[str, Any]]:
+    """Rows for `render_table`: local start time, duration in seconds, "running" while unfinished."""
+    from .views import local_iso
+
+    return [
+        {
+            "started": local_iso(entry.started_at, tz),
+            "kind": entry.kind,
+            "name": entry.name,
+            "uuid": entry.uuid,
+            "attempt": entry.attempt,
+            "outcome": entry.outcome or "running",
+            "duration": None if entry.duration is None else f"{entry.duration:.2f} s",
+            "error": entry.error,
+        }
+        for entry in entries
+    ]

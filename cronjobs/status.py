@@ -1,0 +1,226 @@
+"""Is run-cron healthy? The facts monitoring needs, and a verdict in the Nagios convention.
+
+0 OK; 1 WARNING: failed messages, or periodic jobs whose last run failed or that are overdue although
+ticks run; 2 CRITICAL: no tick finished within `stale_after` seconds, or none ever. The highest applies.
+Reading is plain sqlite3 and never writes; `evaluate` is a pure function of the facts and `now`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from .idle import open_fast, read_meta
+from .lock import SupervisorLock
+from .queue import iso
+from .registry import Registry
+from .runs import STATUSES
+
+OK, WARNING, CRITICAL = 0, 1, 2
+LABELS = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL"}
+FAILED_OUTCOMES = frozenset({"failed", "timeout", "crashed"})
+FAILED_SHOWN = 20
+
+
+@dataclass
+class JobFacts:
+    name: str
+    schedule: str
+    last_run: Optional[float]
+    last_outcome: Optional[str]
+    last_error: Optional[str]
+    next_due: Optional[float]
+    running: bool
+
+
+@dataclass
+class Facts:
+    """What `collect` reads; built by hand in tests."""
+
+    meta: dict[str, str] = field(default_factory=dict)
+    running: bool = False
+    queue: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUSES, 0))
+    failed_messages: list[dict[str, Any]] = field(default_factory=list)
+    jobs: list[JobFacts] = field(default_factory=list)
+
+
+@dataclass
+class Status:
+    code: int
+    summary: str
+    problems: list[str]
+    facts: Facts
+    now: float
+    stale_after: float
+    problem_jobs: list[dict[str, Any]]
+
+    @property
+    def label(self) -> str:
+        return LABELS[self.code]
+
+    @property
+    def last_tick(self) -> Optional[dict[str, Any]]:
+        meta = self.facts.meta
+        finished = _float(meta.get("tick.finished"))
+        if finished is None:
+            return None
+        return {
+            "started_at": iso(_float(meta.get("tick.started"))),
+            "finished_at": iso(finished),
+            "age": round(self.now - finished, 1),
+            "duration": _float(meta.get("tick.duration")),
+            "outcome": meta.get("tick.outcome"),
+            "trigger": meta.get("tick.trigger"),
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": self.label,
+            "code": self.code,
+            "summary": self.summary,
+            "problems": self.problems,
+            "now": iso(self.now),
+            "stale_after": self.stale_after,
+            "last_tick": self.last_tick,
+            "running": self.facts.running,
+            "queue": dict(self.facts.queue),
+            "failed_messages": [dict(row, finished_at=iso(row.get("finished_at")))
+                                for row in self.facts.failed_messages],
+            "jobs": [dict(row, last_run=iso(row["last_run"]), next_due=iso(row["next_due"]))
+                     for row in self.problem_jobs],
+        }
+
+
+def _float(text: Optional[str]) -> Optional[float]:
+    try:
+        return None if text is None else float(text)
+    except ValueError:
+        return None
+
+
+def _ago(seconds: float) -> str:
+    seconds = max(seconds, 0)
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 86400:.0f} days"
+
+
+def evaluate(facts: Facts, now: float, stale_after: float) -> Status:
+    """The verdict on `facts` at `now`: code, one-line summary, and the problems found."""
+    code = OK
+    problems: list[str] = []
+    finished = _float(facts.meta.get("tick.finished"))
+    if finished is None:
+        code = CRITICAL
+        problems.append("no tick has ever finished")
+    elif now - finished > stale_after:
+        code = CRITICAL
+        problems.append(f"no tick finished for {_ago(now - finished)} (stale_after {stale_after:g} s)")
+    failed = facts.queue.get("failed", 0)
+    if failed:
+        code = max(code, WARNING)
+        problems.append(f"{failed} failed message(s)")
+    problem_jobs = []
+    for job in facts.jobs:
+        failing = job.last_outcome in FAILED_OUTCOMES
+        overdue = (not job.running and job.next_due is not None and now - job.next_due > stale_after)
+        if not (failing or overdue):
+            continue
+        code = max(code, WARNING)
+        if failing:
+            problems.append(f"job {job.name}: last run {job.last_outcome}")
+        if overdue:
+            problems.append(f"job {job.name}: overdue by {_ago(now - (job.next_due or now))}")
+        problem_jobs.append({
+            "name": job.name,
+            "schedule": job.schedule,
+            "last_run": job.last_run,
+            "last_outcome": job.last_outcome,
+            "last_error": job.last_error,
+            "next_due": job.next_due,
+            "failing": failing,
+            "overdue": overdue,
+        })
+    if finished is None:
+        tick = "no tick yet"
+    else:
+        duration = _float(facts.meta.get("tick.duration"))
+        tick = (f"last tick {_ago(now - finished)} ago: {facts.meta.get('tick.outcome')}"
+                + (f" in {duration:.2f} s" if duration is not None else "")
+                + f" ({facts.meta.get('tick.trigger')})")
+    tick += "; a tick is running" if facts.running else ""
+    summary = f"{LABELS[code]} - " + "; ".join([*problems, tick] if code else [tick])
+    return Status(code, summary, problems, facts, now, stale_after, problem_jobs)
+
+
+def collect(config: Any, registry: Registry) -> Facts:
+    """Read the facts from the store and the lock; a missing database gives empty facts."""
+    facts = Facts(running=SupervisorLock(config.lock_file).held_elsewhere())
+    connection = open_fast(config.database, config.busy_timeout)
+    if connection is None:
+        return facts
+    try:
+        facts.meta = read_meta(connection)
+        try:
+            for status, count in connection.execute(
+                "SELECT status, COUNT(*) FROM message WHERE kind = 'message' GROUP BY status"
+            ):
+                facts.queue[status] = count
+            facts.failed_messages = [
+                {"uuid": uuid, "type": type_, "attempts": attempts, "finished_at": finished, "error": error}
+                for uuid, type_, attempts, finished, error in connection.execute(
+                    "SELECT uuid, type, attempts, finished_at, error FROM message "
+                    "WHERE kind = 'message' AND status = 'failed' ORDER BY id DESC LIMIT ?", (FAILED_SHOWN,))
+            ]
+            states = {
+                row[0]: row[1:]
+                for row in connection.execute(
+                    "SELECT name, last_run, last_outcome, last_error, next_due, current FROM job_state")
+            }
+        except sqlite3.OperationalError:  # created, but no schema yet
+            return facts
+    finally:
+        connection.close()
+    for job in registry.ordered_jobs():
+        state = states.get(job.name)
+        if state is None:
+            continue  # not registered by a tick yet: nothing to say about it
+        last_run, last_outcome, last_error, due, current = state
+        facts.jobs.append(JobFacts(job.name, job.schedule, last_run, last_outcome, last_error, due,
+                                   current is not None))
+    return facts
+
+
+def check(config: Any, registry: Registry, now: Optional[float] = None) -> Status:
+    """`collect` and `evaluate` at `now` (default: the current time)."""
+    facts = collect(config, registry)
+    return evaluate(facts, time.time() if now is None else now, config.stale_after)
+
+
+def render(status: Status, tz: Any) -> str:
+    """The summary line (what Nagios shows), then the queue and tables of what needs attention."""
+    from .views import local_iso, render_table
+
+    lines = [status.summary, ""]
+    queue = status.facts.queue
+    lines.append("queue: " + ", ".join(f"{queue.get(name, 0)} {name}" for name in STATUSES))
+    if status.facts.failed_messages:
+        lines += ["", f"failed messages (newest {FAILED_SHOWN}; retry or purge them):"]
+        lines.append(render_table(
+            [dict(row, finished=local_iso(row["finished_at"], tz)) for row in status.facts.failed_messages],
+            ["uuid", "type", "attempts", "finished", "error"]))
+    if status.problem_jobs:
+        lines += ["", "periodic jobs that failed or are overdue:"]
+        lines.append(render_table(
+            [dict(row, last_run=local_iso(row["last_run"], tz), next_due=local_iso(row["next_due"], tz),
+                  problem=" and ".join(word for word, flag in (("failed", row["failing"]),
+                                                               ("overdue", row["overdue"])) if flag))
+             for row in status.problem_jobs],
+            ["name", "schedule", "problem", "last_run", "last_outcome", "next_due", "last_error"]))
+    return "\n".join(lines)
