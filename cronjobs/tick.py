@@ -75,8 +75,11 @@ class TickResult:
 
     @property
     def exit_code(self) -> int:
-        """0 all went well (or idle, or locked out), 1 a job or message failed or timed out."""
-        return 1 if self.failed or self.error else 0
+        """0 all went well (or idle, or locked out); 1 a job or message failed or timed out;
+        2 the worker itself failed (for example the database could not be opened)."""
+        if self.error:
+            return 2
+        return 1 if self.failed else 0
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -277,3 +277,22 @@ def test_unwritable_database_directory_is_an_error_line(project):
     assert result.stderr.strip().splitlines() == [
         f"run-cron: error: database {project.path}/missing-dir/db.sqlite3: its directory does not exist"
     ]
+
+
+def test_locked_database_is_an_error_line_with_exit_2(project):
+    project.write_config(busy_timeout="0.2")
+    project.write_jobs("@cronjobs.daily\ndef d(ctx): record('d')\n")
+    assert project.run().returncode == 0
+    holder = sqlite3.connect(project.database, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        for args in (("--force", "d"), ("enqueue", "x")):
+            result = project.run(*args)
+            assert result.returncode == 2, args
+            assert result.stderr.splitlines() == [
+                f"run-cron: error: database {project.database}: database is locked"], args
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert project.run("--force", "d").returncode == 0
+    assert project.ran() == ["d", "d"]
