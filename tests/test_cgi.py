@@ -1,0 +1,178 @@
+"""bin/run-cron.cgi: directly as RFC 3875 prescribes, and behind a real lighttpd started by the test."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Optional
+
+import pytest
+from test_web import ROOT, TOKEN, enqueue, fetch, mine, write_project
+
+from cronjobs.lock import SupervisorLock
+
+CGI = ROOT / "bin" / "run-cron.cgi"
+LIGHTTPD = shutil.which("lighttpd") or next(
+    (path for path in ("/usr/sbin/lighttpd", "/usr/local/sbin/lighttpd") if os.path.exists(path)), None)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def run_cgi(config: Optional[Path], path: str, query: str = "", method: str = "GET", body: bytes = b"",
+            env: Optional[dict[str, str]] = None) -> subprocess.CompletedProcess:
+    """Run the script as a CGI server would: request meta-variables in a minimal environment."""
+    variables = {"PATH": "/usr/bin:/bin", "GATEWAY_INTERFACE": "CGI/1.1", "REQUEST_METHOD": method,
+                 "SCRIPT_NAME": "/cgi-bin/run-cron.cgi", "PATH_INFO": path, "QUERY_STRING": query,
+                 "SERVER_NAME": "localhost", "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1",
+                 "REMOTE_ADDR": "127.0.0.1", "CONTENT_LENGTH": str(len(body)) if body else "", **(env or {})}
+    if config is not None:
+        variables["RUN_CRON_CONFIG"] = str(config)
+    return subprocess.run([str(CGI)], input=body, env=variables, capture_output=True, timeout=60)
+
+
+def split(output: bytes) -> tuple[list[str], bytes]:
+    head, _, body = output.partition(b"\r\n\r\n")
+    return head.decode("latin-1").split("\r\n"), body
+
+
+def test_the_script_answers_with_a_cgi_status_header(tmp_path):
+    config = write_project(tmp_path)
+    lines, body = split(run_cgi(config, "/run", "token=wrong").stdout)
+    assert lines[0] == "Status: 403 Forbidden"
+    assert TOKEN not in body.decode()
+    lines, body = split(run_cgi(config, "/run", "token=" + TOKEN).stdout)
+    assert lines[0] == "Status: 200 OK" and "Content-Type: application/json" in lines
+    assert [item["name"] for item in mine(json.loads(body)["ran"])] == ["every_minute"]
+    assert split(run_cgi(config, "/nothing").stdout)[0][0] == "Status: 404 Not Found"
+    assert split(run_cgi(config, "/health").stdout)[0][0] == "Status: 200 OK"
+
+
+def test_a_bad_config_answers_500_in_one_line_and_logs_it(tmp_path):
+    bad = tmp_path / "run-cron.ini"
+    bad.write_text("[run-cron]\ndatabase = db.sqlite3\n")
+    done = run_cgi(bad, "/run", "token=" + TOKEN)
+    lines, body = split(done.stdout)
+    assert lines[0] == "Status: 500 Internal Server Error"
+    assert body == b"run-cron: internal error (see the server's log)\n"
+    assert b"[run-cron] lock_file: missing" in done.stderr and b"Traceback" not in done.stderr
+    lines, _ = split(run_cgi(tmp_path / "missing.ini", "/health").stdout)
+    assert lines[0] == "Status: 500 Internal Server Error"
+
+
+def test_without_run_cron_config_the_project_config_is_used(tmp_path):
+    # No $RUN_CRON_CONFIG: the script falls back to <project>/config/run-cron.ini, whose token is empty.
+    lines, _ = split(run_cgi(None, "/run", "token=x", env={"RUN_CRON_HOME": str(ROOT)}).stdout)
+    assert lines[0] in ("Status: 404 Not Found", "Status: 403 Forbidden")
+
+
+class Lighttpd:
+    """lighttpd with mod_cgi serving a symlink to bin/run-cron.cgi, as a user would install it."""
+
+    def __init__(self, path: Path, config: Path) -> None:
+        self.port = free_port()
+        docroot = path / "htdocs"
+        (docroot / "cgi-bin").mkdir(parents=True)
+        (docroot / "cgi-bin" / "run-cron.cgi").symlink_to(CGI)
+        conf = path / "lighttpd.conf"
+        conf.write_text(f"""
+server.document-root = "{docroot}"
+server.bind = "127.0.0.1"
+server.port = {self.port}
+server.modules = ("mod_cgi", "mod_setenv")
+server.errorlog = "{path / 'lighttpd-error.log'}"
+cgi.assign = (".cgi" => "")
+setenv.add-environment = ("RUN_CRON_CONFIG" => "{config}")
+""")
+        self.proc = subprocess.Popen([LIGHTTPD, "-D", "-f", str(conf)], stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError("lighttpd did not start") from None
+                time.sleep(0.05)
+        self.base = f"http://127.0.0.1:{self.port}/cgi-bin/run-cron.cgi"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def lighttpd(tmp_path):
+    if LIGHTTPD is None:
+        pytest.skip("lighttpd is not installed (apt-get install lighttpd)")
+    servers: list[Lighttpd] = []
+
+    def start(**options: Any) -> tuple[Lighttpd, Path]:
+        config = write_project(tmp_path / "site", **options)
+        server = Lighttpd(tmp_path, config)
+        servers.append(server)
+        return server, config
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def test_every_status_code_comes_through_lighttpd(lighttpd):
+    server, config = lighttpd(http={"max_body": 100})
+    url = server.base
+    assert fetch(url + "/health").status == 503
+    answer = fetch(url + "/run?token=wrong")
+    assert answer.status == 403 and TOKEN not in answer.text
+    assert fetch(url + "/run").status == 403
+    assert fetch(url + "/nothing").status == 404
+    assert fetch(url + "/run?token=" + TOKEN, method="DELETE").status == 405
+    assert fetch(url + "/run?token=" + TOKEN, method="POST", data=b"x" * 1000).status == 413
+    answer = fetch(url + "/run", method="POST", data=b"", headers={"Authorization": "Bearer " + TOKEN})
+    assert answer.status == 200 and answer.json["trigger"] == "http"
+    assert fetch(url + "/health").status == 200
+    lock = SupervisorLock(str(config.parent / "tick.lock"))
+    assert lock.acquire()
+    try:
+        assert fetch(url + "/run?token=" + TOKEN).status == 409
+    finally:
+        lock.release()
+    answer = fetch(url + "/?token=" + TOKEN)
+    assert answer.status == 200 and "every_minute" in answer.text
+    assert "Path=/cgi-bin/run-cron.cgi/;" in answer.headers["Set-Cookie"]
+    assert fetch(url + "/", headers={"Cookie": answer.headers["Set-Cookie"].split(";")[0]}).status == 200
+
+
+def test_min_interval_holds_across_cgi_processes(lighttpd):
+    server, _ = lighttpd(http={"min_interval": 60})
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        answers = list(pool.map(lambda _: fetch(server.base + "/run?token=" + TOKEN), range(36)))
+    statuses = [answer.status for answer in answers]
+    assert statuses.count(200) == 1, statuses
+    assert set(statuses) <= {200, 409, 429}
+    answer = fetch(server.base + "/run?token=" + TOKEN)
+    assert answer.status == 429 and 1 <= int(answer.headers["Retry-After"]) <= 60
+
+
+def test_the_hard_limit_holds_under_cgi(lighttpd):
+    server, config = lighttpd(http={"time_limit": 2})
+    enqueue(config, "web.forever")
+    began = time.monotonic()
+    answer = fetch(server.base + "/run?token=" + TOKEN)
+    assert answer.status == 200 and answer.json["timed_out"] is True
+    assert time.monotonic() - began < 4.5
+    pid = int((config.parent / "forever.pid").read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
