@@ -18,19 +18,16 @@ import hashlib
 import hmac
 import json
 import logging
-import math
 import os
 import re
-import sqlite3
 import threading
 import time
-from contextlib import contextmanager
-from typing import Any, Callable, Iterable, Iterator, Optional, Union
+from typing import Any, Callable, Iterable, Optional, Union
 from urllib.parse import parse_qs, quote
 
 from .config import ENV_VAR, Config, find_config_path, load_config
 from .errors import CronjobsError
-from .idle import open_fast, read_meta
+from .web_store import db_guard, read_health, register_fork_hooks, seconds_until_allowed, trigger_lock
 
 log = logging.getLogger(__name__)
 
@@ -67,122 +64,6 @@ def error_response(status: int, message: str, **extra: Any) -> Response:
     return json_response(status, {"error": message, **extra})
 
 
-# Forking (the tick's worker) while another thread is inside SQLite could copy a held SQLite mutex into
-# the child, which would then hang until the hard limit. Threads that touch the database hold this lock,
-# and a fork waits for it. Lock files this module holds are closed in the child, so a process a job
-# leaves behind can never keep the HTTP trigger locked.
-_db_guard = threading.Lock()
-_held_fds: set[int] = set()
-_fork_hooks = threading.Lock()
-_fork_hooks_registered = False
-
-
-def _after_fork_in_child() -> None:
-    for fd in list(_held_fds):
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-    _held_fds.clear()
-    _db_guard.release()
-
-
-def _register_fork_hooks() -> None:
-    global _fork_hooks_registered
-    with _fork_hooks:
-        if not _fork_hooks_registered and hasattr(os, "register_at_fork"):
-            os.register_at_fork(before=_db_guard.acquire, after_in_parent=_db_guard.release,
-                                after_in_child=_after_fork_in_child)
-            _fork_hooks_registered = True
-
-
-@contextmanager
-def _trigger_lock(path: str) -> Iterator[bool]:
-    """A non-blocking flock that makes "too soon?" and "start the tick" one step across processes."""
-    import fcntl
-
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        _held_fds.add(fd)
-        try:
-            yield True
-        finally:
-            _held_fds.discard(fd)
-    finally:
-        os.close(fd)
-
-
-def _float(value: Optional[str]) -> Optional[float]:
-    try:
-        return float(value) if value else None
-    except ValueError:
-        return None
-
-
-def read_health(config: Config, now: Optional[float] = None) -> tuple[bool, dict[str, Any]]:
-    """(healthy, report): a tick finished within `stale_after`; counts and names only, no payloads."""
-    from .runs import STATUSES
-    from .schedule import FAILED_OUTCOMES
-
-    now = time.time() if now is None else now
-    meta: dict[str, str] = {}
-    counts = dict.fromkeys(STATUSES, 0)
-    failing: list[str] = []
-    with _db_guard:
-        connection = open_fast(config.database, config.busy_timeout)
-        if connection is not None:
-            try:
-                meta = read_meta(connection)
-                counts.update(connection.execute(
-                    "SELECT status, COUNT(*) FROM message WHERE kind = 'message' GROUP BY status"))
-                marks = ", ".join("?" * len(FAILED_OUTCOMES))
-                failing = [name for (name,) in connection.execute(
-                    f"SELECT name FROM job_state WHERE last_outcome IN ({marks}) ORDER BY name",
-                    sorted(FAILED_OUTCOMES))]
-            except sqlite3.OperationalError:  # created but no schema yet
-                pass
-            finally:
-                connection.close()
-    finished = _float(meta.get("tick.finished"))
-    age = None if finished is None else max(now - finished, 0.0)
-    healthy = age is not None and age <= config.stale_after
-    return healthy, {
-        "status": "ok" if healthy else "stale",
-        "last_tick": {
-            "finished_ago": None if age is None else round(age, 1),
-            "outcome": meta.get("tick.outcome"),
-            "trigger": meta.get("tick.trigger"),
-            "duration": _float(meta.get("tick.duration")),
-        },
-        "stale_after": config.stale_after,
-        "queue": counts,
-        "failing_jobs": failing,
-    }
-
-
-def seconds_until_allowed(config: Config, now: Optional[float] = None) -> Optional[int]:
-    """Whole seconds until `[http] min_interval` has passed since the last tick started; None if it has."""
-    if config.http.min_interval <= 0:
-        return None
-    with _db_guard:
-        connection = open_fast(config.database, config.busy_timeout)
-        if connection is None:
-            return None
-        try:
-            started = _float(read_meta(connection).get("tick.started"))
-        finally:
-            connection.close()
-    if started is None:
-        return None
-    wait = started + config.http.min_interval - (time.time() if now is None else now)
-    return max(1, math.ceil(wait)) if wait > 0 else None
-
-
 def _digest(text: str) -> bytes:
     return hashlib.sha256(text.encode("utf-8")).digest()
 
@@ -198,7 +79,7 @@ def cookie_value(token: str) -> str:
 
 
 def _cookies(environ: Environ) -> dict[str, str]:
-    cookies = {}
+    cookies: dict[str, str] = {}
     for part in environ.get("HTTP_COOKIE", "").split(";"):
         name, _, value = part.strip().partition("=")
         if name:
@@ -240,18 +121,17 @@ class App:
     """
 
     def __init__(self, config: Union[Config, str, os.PathLike, None] = None) -> None:
-        self._source = config
+        self._path = None if config is None or isinstance(config, Config) else os.fspath(config)
         self._config: Optional[Config] = config if isinstance(config, Config) else None
         self._jobs_loaded = False
         self._lock = threading.Lock()
-        _register_fork_hooks()
+        register_fork_hooks()
 
     def config(self, environ: Optional[Environ] = None) -> Config:
         with self._lock:
             if self._config is None:
-                explicit = None if self._source is None else os.fspath(self._source)
                 # mod_wsgi's SetEnv reaches the WSGI environ, not os.environ.
-                path = find_config_path(explicit or (environ or {}).get(ENV_VAR))
+                path = find_config_path(self._path or (environ or {}).get(ENV_VAR))
                 config = load_config(path)
                 if config.log.file:
                     from .logs import add_file_handler
@@ -329,7 +209,7 @@ class App:
         wait = seconds_until_allowed(config)
         if wait is not None:
             return _too_soon(wait)
-        with _trigger_lock(config.lock_file + ".http") as held:
+        with trigger_lock(config.lock_file + ".http") as held:
             if not held:
                 return _locked()
             wait = seconds_until_allowed(config)  # again, now that no other HTTP tick can start
@@ -356,11 +236,11 @@ class App:
                                      expected.encode("ascii")):
             return error_response(403, "forbidden: open this page once with ?token=YOUR_TOKEN")
         if route == "/attachment":
-            return web_page.attachment(config, rest, _db_guard)
+            return web_page.attachment(config, rest, db_guard)
         secure = "; Secure" if environ.get("wsgi.url_scheme") == "https" else ""
         cookie = (f"{COOKIE}={expected}; Path={quote(base.encode('latin-1', 'replace'))}/; "
                   f"Max-Age={COOKIE_MAX_AGE}; HttpOnly; SameSite=Strict{secure}")
-        body = web_page.status_page(config, self.load_jobs(config), base, _db_guard)
+        body = web_page.status_page(config, self.load_jobs(config), base, db_guard)
         return Response(200, body.encode("utf-8"), "text/html; charset=utf-8",
                         [("Set-Cookie", cookie), *web_page.PAGE_HEADERS])
 

@@ -1,0 +1,132 @@
+"""What the web app reads from the store, and the locks that keep a tick's fork safe in a threaded server.
+
+Standard library only: /health and the 429 check read the `meta` and `message` tables with sqlite3.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from typing import Any, Iterator, Optional
+
+from .config import Config
+from .idle import open_fast, read_meta
+
+# Forking (the tick's worker) while another thread is inside SQLite could copy a held SQLite mutex into
+# the child, which would then hang until the hard limit. Threads that touch the database hold this lock,
+# and a fork waits for it. Lock files this module holds are closed in the child, so a process a job
+# leaves behind can never keep the HTTP trigger locked.
+db_guard = threading.Lock()
+_held_fds: set[int] = set()
+_fork_hooks = threading.Lock()
+_fork_hooks_registered = False
+
+
+def _after_fork_in_child() -> None:
+    for fd in list(_held_fds):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _held_fds.clear()
+    db_guard.release()
+
+
+def register_fork_hooks() -> None:
+    global _fork_hooks_registered
+    with _fork_hooks:
+        if not _fork_hooks_registered and hasattr(os, "register_at_fork"):
+            os.register_at_fork(before=db_guard.acquire, after_in_parent=db_guard.release,
+                                after_in_child=_after_fork_in_child)
+            _fork_hooks_registered = True
+
+
+@contextmanager
+def trigger_lock(path: str) -> Iterator[bool]:
+    """A non-blocking flock that makes "too soon?" and "start the tick" one step across processes."""
+    import fcntl
+
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        _held_fds.add(fd)
+        try:
+            yield True
+        finally:
+            _held_fds.discard(fd)
+    finally:
+        os.close(fd)
+
+
+def _float(value: Optional[str]) -> Optional[float]:
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
+
+
+def read_health(config: Config, now: Optional[float] = None) -> tuple[bool, dict[str, Any]]:
+    """(healthy, report): a tick finished within `stale_after`; counts and names only, no payloads."""
+    from .runs import STATUSES
+    from .schedule import FAILED_OUTCOMES
+
+    now = time.time() if now is None else now
+    meta: dict[str, str] = {}
+    counts = dict.fromkeys(STATUSES, 0)
+    failing: list[str] = []
+    with db_guard:
+        connection = open_fast(config.database, config.busy_timeout)
+        if connection is not None:
+            try:
+                meta = read_meta(connection)
+                counts.update(connection.execute(
+                    "SELECT status, COUNT(*) FROM message WHERE kind = 'message' GROUP BY status"))
+                marks = ", ".join("?" * len(FAILED_OUTCOMES))
+                failing = [name for (name,) in connection.execute(
+                    f"SELECT name FROM job_state WHERE last_outcome IN ({marks}) ORDER BY name",
+                    sorted(FAILED_OUTCOMES))]
+            except sqlite3.OperationalError:  # created but no schema yet
+                pass
+            finally:
+                connection.close()
+    finished = _float(meta.get("tick.finished"))
+    age = None if finished is None else max(now - finished, 0.0)
+    healthy = age is not None and age <= config.stale_after
+    return healthy, {
+        "status": "ok" if healthy else "stale",
+        "last_tick": {
+            "finished_ago": None if age is None else round(age, 1),
+            "outcome": meta.get("tick.outcome"),
+            "trigger": meta.get("tick.trigger"),
+            "duration": _float(meta.get("tick.duration")),
+        },
+        "stale_after": config.stale_after,
+        "queue": counts,
+        "failing_jobs": failing,
+    }
+
+
+def seconds_until_allowed(config: Config, now: Optional[float] = None) -> Optional[int]:
+    """Whole seconds until `[http] min_interval` has passed since the last tick started; None if it has."""
+    if config.http.min_interval <= 0:
+        return None
+    with db_guard:
+        connection = open_fast(config.database, config.busy_timeout)
+        if connection is None:
+            return None
+        try:
+            started = _float(read_meta(connection).get("tick.started"))
+        finally:
+            connection.close()
+    if started is None:
+        return None
+    wait = started + config.http.min_interval - (time.time() if now is None else now)
+    return max(1, math.ceil(wait)) if wait > 0 else None
