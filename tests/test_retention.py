@@ -1,0 +1,151 @@
+"""Retention: the built-in daily `run-cron.prune` job and `run-cron purge`, on rows with old timestamps."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import time
+import uuid as uuidlib
+
+import pytest
+
+from cronjobs.errors import Retry
+from cronjobs.retention import NAME, PruneJob, connect, prune
+from cronjobs.store import connect_store
+
+DAY = 86400.0
+NOW = time.time()
+
+
+def insert(db: sqlite3.Connection, status: str, age_days: float, kind: str = "message") -> str:
+    """A finished message (or job run) with an attempt, a warning and an attachment, `age_days` old."""
+    uuid = str(uuidlib.uuid4())
+    at = NOW - age_days * DAY
+    finished = None if status in ("new", "pending") else at
+    message_id = db.execute(
+        "INSERT INTO message (uuid, kind, type, status, priority, run_at, attempts, max_attempts, seq, progress, "
+        "created_at, started_at, finished_at) VALUES (?, ?, 'report', ?, 0, ?, 1, 3, 0, 0, ?, ?, ?)",
+        (uuid, kind, status, at, at, at, finished)).lastrowid
+    db.execute("INSERT INTO attempt (message_id, number, started_at, finished_at, outcome, seq_start) "
+               "VALUES (?, 1, ?, ?, ?, 0)", (message_id, at, finished, status))
+    db.execute("INSERT INTO warning (message_id, at, text) VALUES (?, ?, 'careful')", (message_id, at))
+    attachment = db.execute("INSERT INTO attachment (message_id, name, size, created_at) VALUES (?, 'r.csv', 3, ?)",
+                            (message_id, at)).lastrowid
+    db.execute("INSERT INTO attachment_chunk (attachment_id, seq, data) VALUES (?, 0, ?)", (attachment, b"a,b"))
+    return uuid
+
+
+def remaining(path) -> set[str]:
+    with sqlite3.connect(path) as db:
+        return {row[0] for row in db.execute("SELECT uuid FROM message WHERE type = 'report'")}
+
+
+def orphans(path) -> int:
+    with sqlite3.connect(path) as db:
+        return sum(db.execute(sql).fetchone()[0] for sql in (
+            "SELECT COUNT(*) FROM attempt WHERE message_id NOT IN (SELECT id FROM message)",
+            "SELECT COUNT(*) FROM warning WHERE message_id NOT IN (SELECT id FROM message)",
+            "SELECT COUNT(*) FROM attachment WHERE message_id NOT IN (SELECT id FROM message)",
+            "SELECT COUNT(*) FROM attachment_chunk WHERE attachment_id NOT IN (SELECT id FROM attachment)",
+        ))
+
+
+@pytest.fixture
+def store(project):
+    """The project's database with its schema, and a set of rows of every age and status."""
+    database, _ = connect_store(str(project.database))
+    database.close()
+    with sqlite3.connect(project.database) as db:
+        rows = {
+            "old completed": insert(db, "completed", 31),
+            "old cancelled": insert(db, "cancelled", 45),
+            "old failed": insert(db, "failed", 90),
+            "old new": insert(db, "new", 90),
+            "recent completed": insert(db, "completed", 29),
+            "old job run": insert(db, "completed", 31, kind="job"),
+            "old failed job run": insert(db, "failed", 31, kind="job"),
+            "recent job run": insert(db, "failed", 2, kind="job"),
+        }
+    return rows
+
+
+def test_purge_deletes_old_finished_runs_with_their_history_and_attachments(project, store):
+    result = project.run("purge")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ("run-cron: deleted 2 finished message(s) and 2 job run(s) older than 30 days\n")
+    kept = {"old failed", "old new", "recent completed", "recent job run"}
+    assert remaining(project.database) == {store[name] for name in kept}
+    assert orphans(project.database) == 0
+
+
+def test_failed_messages_stay_until_purge_failed(project, store):
+    project.run("purge")
+    assert store["old failed"] in remaining(project.database)
+    result = project.run("purge", "--failed")
+    assert result.returncode == 0
+    assert result.stdout.endswith(", and 1 failed message(s)\n")
+    assert store["old failed"] not in remaining(project.database)
+    assert orphans(project.database) == 0
+
+
+def test_retention_days_comes_from_the_configuration(project, store):
+    project.write_config(retention_days="1")
+    project.run("purge")
+    assert remaining(project.database) == {store["old failed"], store["old new"]}
+
+
+def test_builtin_prune_job_is_listed_runs_daily_after_the_users_daily_jobs_and_prunes(project, store):
+    project.write_jobs("""
+@cronjobs.daily
+def first(ctx): record("first")
+
+@cronjobs.hourly
+def later(ctx): record("later")
+
+@cronjobs.handler("report")
+def report(ctx, payload): pass
+""")
+    rows = json.loads(project.run("list", "--json").stdout)
+    assert [(row["name"], row["schedule"]) for row in rows] == [
+        ("first", "daily"), (NAME, "daily"), ("later", "hourly")]
+    assert project.run("-v").returncode == 0
+    history = json.loads(project.run("history", "--json").stdout)
+    ran = [entry["name"] for entry in reversed(history) if entry["kind"] == "job" and entry["outcome"]]
+    assert ran[-3:] == ["first", NAME, "later"]
+    assert store["old completed"] not in remaining(project.database)
+    assert store["old failed"] in remaining(project.database)
+
+
+def test_prune_goes_in_bounded_batches_and_stops_when_asked(project, store):
+    with sqlite3.connect(project.database) as db:
+        for _ in range(5):
+            insert(db, "completed", 40)
+    connection = connect(str(project.database))
+    try:
+        first = prune(connection, NOW, 30, batch=2, should_stop=lambda: True)
+        assert (first.messages, first.done) == (2, False)
+        rest = prune(connection, NOW, 30, batch=2)
+        assert (rest.messages, rest.job_runs, rest.done) == (5, 2, True)  # 7 old messages in all
+    finally:
+        connection.close()
+    assert orphans(project.database) == 0
+
+
+class FakeContext:
+    log = logging.getLogger("test")
+
+    def should_stop(self) -> bool:
+        return False
+
+
+def test_prune_job_gives_way_and_continues_in_the_next_tick(project, store):
+    with sqlite3.connect(project.database) as db:
+        for _ in range(450):
+            insert(db, "completed", 40)
+    job = PruneJob(str(project.database), 10.0, 30, max_seconds=0)
+    with pytest.raises(Retry, match="more to prune"):
+        job(FakeContext())
+    assert len(remaining(project.database)) == 450 + 8 - 200  # one batch of 200 went
+    PruneJob(str(project.database), 10.0, 30)(FakeContext())
+    assert len(remaining(project.database)) == 4
