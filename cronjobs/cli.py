@@ -11,7 +11,6 @@ import time
 
 _STARTED = time.monotonic()  # the hard time limit counts from here, as close to exec as we can get
 
-import json  # noqa: E402
 import logging  # noqa: E402
 import sys  # noqa: E402
 from typing import Any, Optional  # noqa: E402
@@ -94,6 +93,22 @@ def setup_logging(config: Any, verbose: int) -> None:
         add_file_handler(root, config)
 
 
+def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    # What click.version_option prints, without the gettext lookup it makes when declared (it imports
+    # locale and searches for .mo files: time every tick, idle ones included, paid at import).
+    if value and not ctx.resilient_parsing:
+        click.echo(f"run-cron, version {__version__}", color=ctx.color)
+        ctx.exit()
+
+
+def _print_help(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    # click's own help option, declared here because click builds that one at parse time with a gettext
+    # call; subcommands keep click's (from help_option_names), built only when they are invoked.
+    if value and not ctx.resilient_parsing:
+        click.echo(ctx.get_help(), color=ctx.color)
+        ctx.exit()
+
+
 config_option = click.option(
     "--config",
     "config_path",
@@ -112,7 +127,10 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON f
 @click.option("--dry-run", is_flag=True, help="Print what would run now and why; change nothing.")
 @click.option("-v", "--verbose", count=True, help="Say what happens (-vv: more).")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but configuration errors.")
-@click.version_option(__version__, prog_name="run-cron")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+              help="Show the version and exit.")
+@click.option("-h", "--help", is_flag=True, expose_value=False, is_eager=True, callback=_print_help,
+              help="Show this message and exit.")
 @click.pass_context
 def cli(ctx: click.Context, config_path: Optional[str], force: tuple[str, ...], time_limit: Optional[float],
         dry_run: bool, verbose: int, quiet: bool) -> None:
@@ -214,6 +232,8 @@ def list_jobs(state: State, config_path: Optional[str], as_json: bool) -> None:
     config = state.config(config_path)
     rows = job_rows(config, registry)
     if as_json:
+        import json
+
         click.echo(json.dumps(rows, indent=2))
         return
     click.echo(render_table(rows, ["name", "schedule", "last_run", "last_outcome", "next_due"]))
@@ -234,6 +254,8 @@ def enqueue(state: State, config_path: Optional[str], message_type: str, payload
     """Queue a message of TYPE with a JSON payload; prints its uuid."""
     data = None
     if payload is not None:
+        import json
+
         try:
             data = json.loads(payload)
         except ValueError as exc:
@@ -259,6 +281,8 @@ def jobs(state: State, config_path: Optional[str], status: Optional[str], messag
     with state.queue(config_path) as queue:
         found = queue.jobs(owner=owner, status=status, type=message_type, limit=limit, details=as_json)
         if as_json:
+            import json
+
             click.echo(json.dumps([view.to_json() for view in found], indent=2))
             return
         click.echo(render_table(message_rows(found),
@@ -277,6 +301,8 @@ def show(state: State, config_path: Optional[str], uuid: str, as_json: bool) -> 
     with state.queue(config_path) as queue:
         view = queue.get(uuid)
         if as_json:
+            import json
+
             click.echo(json.dumps(view.to_json(), indent=2))
         else:
             click.echo(describe_message(view))
@@ -314,14 +340,18 @@ def cancel(state: State, config_path: Optional[str], uuid: str) -> None:
 @config_option
 @click.argument("uuid")
 @click.argument("name")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write to FILE.")
+@click.option("-o", "--output", metavar="FILE", help="Write to FILE.")  # no click.Path: it calls gettext at import
 @click.pass_obj
 def attachment(state: State, config_path: Optional[str], uuid: str, name: str, output: Optional[str]) -> None:
     """Write one attachment of a message to stdout or FILE."""
     with state.queue(config_path) as queue:
         chunks = queue.attachment(uuid, name)
         if output:
-            with open(output, "wb") as handle:
+            try:
+                handle = open(output, "wb")  # noqa: SIM115 (closed by the `with` below)
+            except OSError as exc:
+                raise CliError(f"cannot write {output}: {exc.strerror or exc}") from None
+            with handle:
                 for chunk in chunks:
                     handle.write(chunk)
         else:

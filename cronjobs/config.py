@@ -62,6 +62,11 @@ class Config:
 
         return get_timezone(self.timezone)
 
+    @property
+    def tz_key(self) -> str:
+        """`str(self.tz)`, as schedule keys use it, without loading a zone named here (idle ticks)."""
+        return self.timezone or str(self.tz)
+
 
 def find_config_path(explicit: Optional[str] = None) -> str:
     """`--config`, else `$RUN_CRON_CONFIG`, else `./config/run-cron.ini`."""
@@ -111,11 +116,14 @@ _url.expected = "an http:// or https:// URL"  # type: ignore[attr-defined]
 
 
 def _timezone(text: str) -> Optional[str]:
-    from .schedule import get_timezone
-
     if not text:
         return None
-    get_timezone(text)  # raises ValueError for an unknown name
+    import zoneinfo  # not via schedule.get_timezone: idle ticks do not import schedule
+
+    try:
+        zoneinfo.ZoneInfo(text)  # cached: schedule.get_timezone(text) gets this same object
+    except zoneinfo.ZoneInfoNotFoundError as exc:
+        raise ValueError(text) from exc
     return text
 
 

@@ -137,8 +137,8 @@ def run_tick(
     try:
         fast = _open_fast(config)
         try:
-            tz = config.tz
-            jobs = [(job.name, f"{job.schedule}|{tz}") for job in registry.jobs.values()]
+            tz_key = config.tz_key  # the schedule key's zone: str(config.tz), without loading the zone
+            jobs = [(job.name, f"{job.schedule}|{tz_key}") for job in registry.jobs.values()]
             if force is None and fast is not None and is_idle(fast, jobs, result.started_at, SCHEMA_VERSION):
                 result.status = "idle"
             else:
@@ -146,7 +146,7 @@ def run_tick(
                     fast.close()
                     fast = None  # never carry an open SQLite connection across fork()
                 result.status = "ran"
-                _supervise(config, registry, result, tz, force, trigger, soft_deadline, hard_deadline,
+                _supervise(config, registry, result, config.tz, force, trigger, soft_deadline, hard_deadline,
                            on_event, lock, clock)
                 fast = _open_fast(config)
             result.duration = time.monotonic() - began
