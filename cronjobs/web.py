@@ -143,10 +143,12 @@ class App:
     def load_jobs(self, config: Config) -> Any:
         """The registry with the configured jobs modules imported (once; /health does not need them)."""
         from .registry import load_modules, registry
+        from .retention import register
 
         with self._lock:
             if not self._jobs_loaded:
                 load_modules(config.jobs, config.python_path, config.path)
+                register(registry, config)  # the built-in daily prune job, as the CLI declares it
                 self._jobs_loaded = True
         return registry
 
