@@ -30,7 +30,7 @@ def free_port() -> int:
 
 
 def run_cgi(config: Optional[Path], path: str, query: str = "", method: str = "GET", body: bytes = b"",
-            env: Optional[dict[str, str]] = None) -> subprocess.CompletedProcess:
+            env: Optional[dict[str, str]] = None, script: Path = CGI) -> subprocess.CompletedProcess:
     """Run the script as a CGI server would: request meta-variables in a minimal environment."""
     variables = {"PATH": "/usr/bin:/bin", "GATEWAY_INTERFACE": "CGI/1.1", "REQUEST_METHOD": method,
                  "SCRIPT_NAME": "/cgi-bin/run-cron.cgi", "PATH_INFO": path, "QUERY_STRING": query,
@@ -38,7 +38,7 @@ def run_cgi(config: Optional[Path], path: str, query: str = "", method: str = "G
                  "REMOTE_ADDR": "127.0.0.1", "CONTENT_LENGTH": str(len(body)) if body else "", **(env or {})}
     if config is not None:
         variables["RUN_CRON_CONFIG"] = str(config)
-    return subprocess.run([str(CGI)], input=body, env=variables, capture_output=True, timeout=60)
+    return subprocess.run([str(script)], input=body, env=variables, capture_output=True, timeout=60)
 
 
 def split(output: bytes) -> tuple[list[str], bytes]:
@@ -70,10 +70,19 @@ def test_a_bad_config_answers_500_in_one_line_and_logs_it(tmp_path):
     assert lines[0] == "Status: 500 Internal Server Error"
 
 
-def test_without_run_cron_config_the_project_config_is_used(tmp_path):
-    # No $RUN_CRON_CONFIG: the script falls back to <project>/config/run-cron.ini, whose token is empty.
-    lines, _ = split(run_cgi(None, "/run", "token=x", env={"RUN_CRON_HOME": str(ROOT)}).stdout)
-    assert lines[0] in ("Status: 404 Not Found", "Status: 403 Forbidden")
+def test_a_copied_script_finds_the_project_and_its_config_through_run_cron_home(tmp_path):
+    # A copy (not a symlink) of the script: $RUN_CRON_HOME names the project, whose .venv/ and
+    # config/run-cron.ini it uses when $RUN_CRON_CONFIG is not set.
+    project = tmp_path / "project"
+    write_project(project / "config")
+    (project / ".venv").symlink_to(ROOT / ".venv")
+    (project / "cronjobs").symlink_to(ROOT / "cronjobs")
+    copy = tmp_path / "cgi-bin" / "run-cron.cgi"
+    copy.parent.mkdir()
+    shutil.copy2(CGI, copy)
+    done = run_cgi(None, "/run", "token=" + TOKEN, env={"RUN_CRON_HOME": str(project)}, script=copy)
+    assert split(done.stdout)[0][0] == "Status: 200 OK", done.stderr
+    assert (project / "config" / "db.sqlite3").exists()
 
 
 class Lighttpd:
