@@ -33,12 +33,13 @@ class SharedRotatingFileHandler(logging.handlers.RotatingFileHandler):
         if self._pid != os.getpid():
             # A forked child shares the parent's open file descriptions, and with them the flock:
             # it needs its own to exclude its parent.
-            for close in (lambda: self.stream and self.stream.close(),
-                          lambda: self._lock_fd is not None and os.close(self._lock_fd)):
-                try:
-                    close()
-                except OSError:
-                    pass
+            try:
+                if self.stream is not None:
+                    self.stream.close()
+                if self._lock_fd is not None:
+                    os.close(self._lock_fd)
+            except OSError:
+                pass
             self.stream = None  # type: ignore[assignment]
             self._lock_fd = None
             self._pid = os.getpid()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from .errors import Retry, StoreError
@@ -32,13 +31,16 @@ _PRUNABLE = (
 )
 
 
-@dataclass
 class Pruned:
-    """How many rows of `message` went (their attempts, warnings and attachments with them)."""
+    """How many rows of `message` went (their attempts, warnings and attachments with them).
 
-    messages: int = 0
-    job_runs: int = 0
-    done: bool = True
+    A plain class, not a dataclass: this module is imported by every tick, idle ones included.
+    """
+
+    def __init__(self, messages: int = 0, job_runs: int = 0, done: bool = True) -> None:
+        self.messages = messages
+        self.job_runs = job_runs
+        self.done = done
 
     @property
     def total(self) -> int:
