@@ -143,10 +143,13 @@ def _message_card(view: MessageView, tz: Any, base: str) -> str:
     if len(payload) > PAYLOAD_SHOWN:
         payload = payload[:PAYLOAD_SHOWN] + " ..."
     rows = [("Attempts", f"{view.attempts}/{view.max_attempts}"), ("Owner", view.owner), ("Key", view.key),
-            ("Created", local_iso(view.created_at, tz)), ("Started", local_iso(view.started_at, tz)),
+            ("Created", local_iso(view.created_at, tz)),
+            ("Runs at", local_iso(view.run_at, tz) if view.status == "new" else None),
+            ("Started", local_iso(view.started_at, tz)),
             ("Finished", local_iso(view.finished_at, tz)), ("UUID", view.uuid)]
-    dl = "".join(f"<dt>{label}</dt><dd>{_when(value) if label in ('Created', 'Started', 'Finished') else _e(value)}"
-                 "</dd>" for label, value in rows if value is not None)
+    times = ("Created", "Runs at", "Started", "Finished")
+    dl = "".join(f"<dt>{label}</dt><dd>{_when(value) if label in times else _e(value)}</dd>"
+                 for label, value in rows if value is not None)
     parts = [
         f'<div class="card message"><div class="head"><b>{_e(view.type)}</b>{_badge(view.status)}</div>',
         f'<progress max="100" value="{view.progress:.1f}">{view.progress:.0f}%</progress>'
