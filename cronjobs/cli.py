@@ -355,7 +355,7 @@ def attachment(state: State, config_path: Optional[str], uuid: str, name: str, o
                 for chunk in chunks:
                     handle.write(chunk)
         else:
-            stream = click.get_binary_stream("stdout")
+            stream = sys.stdout.buffer
             for chunk in chunks:
                 stream.write(chunk)
             stream.flush()

@@ -195,8 +195,9 @@ def load_config(path: str) -> Config:
             if (section, key) in _PATH_KEYS and value:
                 value = os.path.normpath(os.path.join(base, os.path.expanduser(str(value))))
             if (section, key) == ("run-cron", "python_path"):
-                value = [  # type: ignore[attr-defined]
-                    os.path.normpath(os.path.join(base, os.path.expanduser(item))) for item in value
+                value = [
+                    os.path.normpath(os.path.join(base, os.path.expanduser(item)))
+                    for item in value  # type: ignore[attr-defined]
                 ]
             values.setdefault(section, {})[key] = value
 

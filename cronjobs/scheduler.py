@@ -103,7 +103,8 @@ def plan(
     Regular runs go longest period first. Retries and continuations follow them, so a job that
     times out every time, or needs many ticks to finish, never keeps the other jobs from running.
     """
-    regular, second = [], []
+    regular: list[Planned] = []
+    second: list[Planned] = []
     moment = _dt(now)
     for job in jobs:
         state = states.get(job.name)
