@@ -78,7 +78,11 @@ class Context:
         self._state = {} if run.state_json is None else json.loads(run.state_json)
         self._last_progress_write = 0.0
         self.job = JobInfo(uuid=run.uuid, type=run.type, attempt=run.attempt, kind=run.kind)
-        self.log = logging.getLogger(f"cronjobs.run.{run.type}")
+
+    @property
+    def log(self) -> logging.Logger:
+        """A logger named after the job or message type."""
+        return logging.getLogger(f"cronjobs.run.{self._run.type}")
 
     @property
     def offset(self) -> Any:

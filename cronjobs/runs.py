@@ -2,8 +2,15 @@
 
 A periodic job's run is a row of the `message` table with kind "job", so checkpoints, progress,
 warnings, attachments, attempts and recovery after a kill work the same for both. These statements are
-the hot path of the queue (thousands per second), so they use the connection directly rather than
-building peewee queries; the tables are still the models' tables.
+the hot path of the queue, so they use the connection directly rather than building peewee queries;
+the tables are still the models' tables.
+
+Group commit: a claim marks a small batch of messages `pending` in one transaction, and the
+completions of fast handlers are written together with the next claim. The batch is bounded in size
+and time, and shrinks to one message as soon as a handler is slow, so what a kill can cost is at most
+a fraction of a second of fast messages run again (they were completed, not yet committed). Every
+other outcome, and every checkpoint, is committed at once. An attempt's row in `attempt` is written
+when the attempt ends; while it runs, `message.attempt_started_at` and `attempt_seq` describe it.
 """
 
 from __future__ import annotations
@@ -11,9 +18,10 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid as uuidlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterable, Optional
 
+from .board import Board
 from .errors import Cancelled
 
 #: Statuses of a message (and of a periodic job's run).
@@ -39,13 +47,13 @@ class Run:
     state_json: Optional[str]
     seq: int
     started_at: float
-    attempt_id: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
+    attempt_started_at: float = 0.0
+    seq_start: int = 0
 
     @classmethod
     def from_row(cls, row: tuple[Any, ...], now: float) -> Run:
         """A Run from a `SELECT {_RUN_COLUMNS}` row; a run never started counts as started `now`."""
-        return cls(*row[:10], row[10] or now)  # type: ignore[misc, call-arg]
+        return cls(*row[:10], row[10] or now, now, row[9])  # type: ignore[misc, call-arg]
 
     @property
     def attempt(self) -> int:
@@ -57,8 +65,8 @@ class Run:
         return None if self.payload_json is None else json.loads(self.payload_json)
 
 
-def claim_sql(excluded_types: int = 0) -> str:
-    """The claim query: next runnable message by priority, then FIFO, skipping some types."""
+def claim_sql(excluded_types: int = 0, limit: int = 1) -> str:
+    """The claim query: runnable messages by priority, then FIFO, skipping some types."""
     # INDEXED BY: without statistics the planner may pick message_due and sort; walking
     # message_claim in order keeps the claim cheap however long the queue grows.
     sql = (
@@ -67,7 +75,7 @@ def claim_sql(excluded_types: int = 0) -> str:
     )
     if excluded_types:
         sql += f" AND type NOT IN ({', '.join('?' * excluded_types)})"
-    return sql + " ORDER BY priority DESC, id LIMIT 1"
+    return sql + f" ORDER BY priority DESC, id LIMIT {int(limit)}"
 
 
 def new_uuid() -> str:
@@ -82,9 +90,12 @@ def backoff_delay(attempts: int, base: float) -> float:
 class Runs:
     """Run state changes on one SQLite connection (autocommit mode, explicit BEGIN IMMEDIATE)."""
 
-    def __init__(self, connection: sqlite3.Connection, retry_backoff: float = 60.0) -> None:
+    def __init__(self, connection: sqlite3.Connection, retry_backoff: float = 60.0,
+                 board: Optional[Board] = None) -> None:
         self.db = connection
         self.retry_backoff = retry_backoff
+        self.board = board or Board()
+        self._completed: list[tuple[Run, float]] = []  # completions not yet committed
 
     # -- transactions -------------------------------------------------------------------------
 
@@ -98,41 +109,55 @@ class Runs:
         if self.db.in_transaction:
             self.db.execute("ROLLBACK")
 
-    def _start_attempt(self, run: Run, now: float) -> None:
-        cursor = self.db.execute(
-            "INSERT INTO attempt (message_id, number, started_at, seq_start) VALUES (?, ?, ?, ?)",
-            (run.id, run.attempt, now, run.seq),
+    def _insert_attempt(self, run: Run, now: float, outcome: str, error: Optional[str], tb: Optional[str]) -> None:
+        self.db.execute(
+            "INSERT INTO attempt (message_id, number, started_at, finished_at, outcome, error, traceback, "
+            "seq_start) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (run.id, run.attempt, run.attempt_started_at, now, outcome, error, tb, run.seq_start),
         )
-        run.attempt_id = int(cursor.lastrowid or 0)
 
     # -- claiming -------------------------------------------------------------------------------
 
-    def claim_message(self, now: float, exclude_types: Iterable[str] = ()) -> Optional[Run]:
-        """Mark the next runnable message pending and open an attempt; None when none is runnable."""
+    def claim_messages(self, now: float, limit: int = 1, exclude_types: Iterable[str] = ()) -> list[Run]:
+        """Mark up to `limit` runnable messages pending, committing deferred completions with them."""
         excluded = tuple(exclude_types)
-        sql = claim_sql(len(excluded))
         self._begin()
         try:
-            row = self.db.execute(sql, (now, *excluded)).fetchone()
-            if row is None:
-                self._commit()
-                return None
-            run = Run.from_row(row, now)
-            self.db.execute(
-                "UPDATE message SET status = 'pending', started_at = ? WHERE id = ?",
-                (run.started_at, run.id),
-            )
-            self._start_attempt(run, now)
+            self._write_completions()
+            rows = self.db.execute(claim_sql(len(excluded), limit), (now, *excluded)).fetchall()
+            claimed = [Run.from_row(row, now) for row in rows]
+            if claimed:
+                self.db.executemany(
+                    "UPDATE message SET status = 'pending', started_at = ?, attempt_started_at = ?, "
+                    "attempt_seq = seq WHERE id = ?",
+                    [(run.started_at, now, run.id) for run in claimed],
+                )
             self._commit()
-            return run
         except BaseException:
             self._rollback()
             raise
+        self._committed()
+        return claimed
+
+    def claim_message(self, now: float, exclude_types: Iterable[str] = ()) -> Optional[Run]:
+        """The next runnable message, marked pending; None when none is runnable."""
+        claimed = self.claim_messages(now, 1, exclude_types)
+        return claimed[0] if claimed else None
+
+    def release(self, runs: Iterable[Run]) -> None:
+        """Give claimed messages that never started back to the queue, unchanged."""
+        ids = [(run.id,) for run in runs]
+        if ids:
+            self._finish(lambda: self.db.executemany(
+                "UPDATE message SET status = 'new', attempt_started_at = NULL WHERE id = ? AND status = 'pending'",
+                ids,
+            ))
 
     def start_job_run(self, job_name: str, now: float, resume: Optional[str] = None) -> Run:
         """Open a run of a periodic job: resume its unfinished run `resume`, or create one."""
         self._begin()
         try:
+            self._write_completions()
             row = None
             if resume:
                 row = self.db.execute(
@@ -144,21 +169,22 @@ class Runs:
                 self.db.execute(
                     "INSERT INTO message (uuid, kind, type, status, priority, run_at, attempts, "
                     "max_attempts, seq, progress, created_at, started_at) "
-                    "VALUES (?, 'job', ?, 'pending', 0, ?, 0, 1, 0, 0, ?, ?)",
+                    "VALUES (?, 'job', ?, 'new', 0, ?, 0, 1, 0, 0, ?, ?)",
                     (uuid, job_name, now, now, now),
                 )
-                row = self.db.execute(
-                    f"SELECT {_RUN_COLUMNS} FROM message WHERE uuid = ?", (uuid,)
-                ).fetchone()
+                row = self.db.execute(f"SELECT {_RUN_COLUMNS} FROM message WHERE uuid = ?", (uuid,)).fetchone()
                 self.db.execute("UPDATE job_state SET current = ? WHERE name = ?", (uuid, job_name))
             run = Run.from_row(row, now)
-            self.db.execute("UPDATE message SET status = 'pending' WHERE id = ?", (run.id,))
-            self._start_attempt(run, now)
+            self.db.execute(
+                "UPDATE message SET status = 'pending', attempt_started_at = ?, attempt_seq = seq WHERE id = ?",
+                (now, run.id),
+            )
             self._commit()
-            return run
         except BaseException:
             self._rollback()
             raise
+        self._committed()
+        return run
 
     # -- while running ------------------------------------------------------------------------
 
@@ -190,17 +216,13 @@ class Runs:
         )
 
     def warn(self, run: Run, text: str, now: float) -> None:
-        self.db.execute(
-            "INSERT INTO warning (message_id, at, text) VALUES (?, ?, ?)", (run.id, now, text)
-        )
+        self.db.execute("INSERT INTO warning (message_id, at, text) VALUES (?, ?, ?)", (run.id, now, text))
 
     def attach(self, run: Run, name: str, chunks: Iterable[bytes], now: float) -> int:
         """Store an attachment in chunks (replacing one of the same name); returns its size."""
         self._begin()
         try:
-            self.db.execute(
-                "DELETE FROM attachment WHERE message_id = ? AND name = ?", (run.id, name)
-            )
+            self.db.execute("DELETE FROM attachment WHERE message_id = ? AND name = ?", (run.id, name))
             cursor = self.db.execute(
                 "INSERT INTO attachment (message_id, name, size, created_at) VALUES (?, ?, 0, ?)",
                 (run.id, name, now),
@@ -227,28 +249,83 @@ class Runs:
 
     # -- finishing ------------------------------------------------------------------------------
 
-    def _close_attempt(self, run: Run, now: float, outcome: str, error: Optional[str], tb: Optional[str]) -> None:
-        self.db.execute(
-            "UPDATE attempt SET finished_at = ?, outcome = ?, error = ?, traceback = ? WHERE id = ?",
-            (now, outcome, error, tb, run.attempt_id),
+    def _committed(self) -> None:
+        self._completed.clear()
+        self.board.clear_done()
+
+    def defer_complete(self, run: Run, now: float) -> None:
+        """Complete `run` with the next commit (group commit for fast handlers)."""
+        if not self.board.add_done(run.id):
+            self.flush()
+            self.board.add_done(run.id)
+        self._completed.append((run, now))
+
+    @property
+    def deferred(self) -> int:
+        return len(self._completed)
+
+    def flush(self) -> None:
+        """Commit deferred completions now."""
+        if self._completed:
+            self._begin()
+            try:
+                self._write_completions()
+                self._commit()
+            except BaseException:
+                self._rollback()
+                raise
+            self._committed()
+
+    def _write_completions(self) -> None:
+        """Inside a transaction: write deferred completions; a run cancelled meanwhile stays cancelled."""
+        if not self._completed:
+            return
+        ids = [run.id for run, _ in self._completed]
+        cancelled: set[int] = set()
+        for start in range(0, len(ids), 500):  # SQLite allows 999 parameters in old versions
+            chunk = ids[start:start + 500]
+            cancelled.update(row[0] for row in self.db.execute(
+                f"SELECT id FROM message WHERE id IN ({', '.join('?' * len(chunk))}) AND status != 'pending'",
+                chunk,
+            ))
+        self.db.executemany(
+            "UPDATE message SET status = 'completed', progress = 100, finished_at = ?, "
+            "attempt_started_at = NULL WHERE id = ? AND status = 'pending'",
+            [(now, run.id) for run, now in self._completed if run.id not in cancelled],
+        )
+        self.db.executemany(
+            "INSERT INTO attempt (message_id, number, started_at, finished_at, outcome, seq_start) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [(run.id, run.attempt, run.attempt_started_at, now, CANCELLED if run.id in cancelled else COMPLETED,
+              run.seq_start) for run, now in self._completed],
         )
 
-    def complete(self, run: Run, now: float) -> str:
-        """Mark the run completed; returns "cancelled" if it was cancelled while it ran."""
+    def _mark_completed(self, run: Run, now: float) -> str:
+        cursor = self.db.execute(
+            "UPDATE message SET status = 'completed', progress = 100, finished_at = ?, "
+            "attempt_started_at = NULL WHERE id = ? AND status = 'pending'",
+            (now, run.id),
+        )
+        outcome = COMPLETED if cursor.rowcount else CANCELLED
+        self._insert_attempt(run, now, outcome, None, None)
+        return outcome
+
+    def _finish(self, write: Any) -> Any:
+        """Run `write()` in one transaction together with the deferred completions."""
         self._begin()
         try:
-            cursor = self.db.execute(
-                "UPDATE message SET status = 'completed', progress = 100, finished_at = ? "
-                "WHERE id = ? AND status = 'pending'",
-                (now, run.id),
-            )
-            outcome = COMPLETED if cursor.rowcount else CANCELLED
-            self._close_attempt(run, now, outcome, None, None)
+            self._write_completions()
+            result = write()
             self._commit()
         except BaseException:
             self._rollback()
             raise
-        return outcome
+        self._committed()
+        return result
+
+    def complete(self, run: Run, now: float) -> str:
+        """Mark the run completed now; returns "cancelled" if it was cancelled while it ran."""
+        return self._finish(lambda: self._mark_completed(run, now))
 
     def fail(
         self,
@@ -260,83 +337,93 @@ class Runs:
         outcome: str = FAILED,
     ) -> str:
         """Use up an attempt; the message fails for good after max_attempts, else waits for a retry."""
-        self._begin()
-        try:
+
+        def write() -> str:
             attempts = run.attempts + 1
             if permanent or attempts >= run.max_attempts:
                 self.db.execute(
-                    "UPDATE message SET status = 'failed', attempts = ?, error = ?, finished_at = ? "
-                    "WHERE id = ? AND status = 'pending'",
+                    "UPDATE message SET status = 'failed', attempts = ?, error = ?, finished_at = ?, "
+                    "attempt_started_at = NULL WHERE id = ? AND status = 'pending'",
                     (attempts, error, now, run.id),
                 )
                 status = FAILED
             else:
                 self.db.execute(
-                    "UPDATE message SET status = 'new', attempts = ?, error = ?, run_at = ? "
-                    "WHERE id = ? AND status = 'pending'",
+                    "UPDATE message SET status = 'new', attempts = ?, error = ?, run_at = ?, "
+                    "attempt_started_at = NULL WHERE id = ? AND status = 'pending'",
                     (attempts, error, now + backoff_delay(attempts, self.retry_backoff), run.id),
                 )
                 status = NEW
-            self._close_attempt(run, now, outcome, error, tb)
-            self._commit()
+            self._insert_attempt(run, now, outcome, error, tb)
             return status
-        except BaseException:
-            self._rollback()
-            raise
+
+        return self._finish(write)
 
     def reschedule(self, run: Run, now: float, delay: float, reason: str) -> str:
         """`Retry` raised: run again after `delay` without using up an attempt."""
-        self._begin()
-        try:
+
+        def write() -> str:
             self.db.execute(
-                "UPDATE message SET status = 'new', run_at = ? WHERE id = ? AND status = 'pending'",
+                "UPDATE message SET status = 'new', run_at = ?, attempt_started_at = NULL "
+                "WHERE id = ? AND status = 'pending'",
                 (now + max(delay, 0.0), run.id),
             )
-            self._close_attempt(run, now, "retry", reason or None, None)
-            self._commit()
+            self._insert_attempt(run, now, "retry", reason or None, None)
             return NEW
-        except BaseException:
-            self._rollback()
-            raise
+
+        return self._finish(write)
 
     def close_cancelled(self, run: Run, now: float) -> str:
-        self._close_attempt(run, now, CANCELLED, None, None)
+        """The run was cancelled while it ran (its status says so already): record the attempt."""
+        self._finish(lambda: self._insert_attempt(run, now, CANCELLED, None, None))
         return CANCELLED
 
     # -- recovery -----------------------------------------------------------------------------
 
-    def recover(self, now: float, reason: str) -> list[tuple[Run, str]]:
+    def recover(
+        self,
+        now: float,
+        reason: str,
+        board: Optional[tuple[Optional[int], list[int]]] = None,
+    ) -> list[tuple[Run, str]]:
         """Settle runs left `pending` by a worker that was killed or died.
 
         Only called while holding the supervisor lock, which proves that no worker runs them now.
-        A run whose checkpoint advanced during the cut attempt continues without using an attempt;
-        one without progress uses one up (so a message that always kills its worker ends `failed`).
-        Returns each settled run with its outcome: "continued", or `reason` ("timeout", "crashed").
+        The supervisor passes the dead worker's `board` (run in flight, uncommitted successes): those
+        successes are committed, and claimed runs that never started go back to the queue untouched.
+        For the run in flight (for every pending run when nobody knows, after the supervisor itself
+        was killed): one whose checkpoint advanced during the cut attempt continues without using an
+        attempt; one without progress uses one up, so a message that always kills its worker ends
+        `failed`. Returns each settled run with "completed", "released", "continued" or `reason`.
         """
+        current, done = board if board is not None else (None, [])
+        done_ids = set(done)
         settled: list[tuple[Run, str]] = []
         rows = self.db.execute(
-            f"SELECT {_RUN_COLUMNS} FROM message WHERE status = 'pending' ORDER BY id"
+            f"SELECT {_RUN_COLUMNS}, attempt_started_at, attempt_seq FROM message "
+            "WHERE status = 'pending' ORDER BY id"
         ).fetchall()
+        message = f"stopped: {'the time limit was reached' if reason == 'timeout' else 'the worker died'}"
         for row in rows:
             run = Run.from_row(row, now)
-            attempt = self.db.execute(
-                "SELECT id, seq_start FROM attempt WHERE message_id = ? AND finished_at IS NULL "
-                "ORDER BY id DESC LIMIT 1",
-                (run.id,),
-            ).fetchone()
-            run.attempt_id, seq_start = attempt if attempt else (0, run.seq)
-            message = f"stopped: {'the time limit was reached' if reason == 'timeout' else 'the worker died'}"
-            if run.seq > seq_start:
-                self._begin()
-                try:
+            run.attempt_started_at = row[11] or run.started_at
+            run.seq_start = run.seq if row[12] is None else row[12]
+            if run.id in done_ids:
+                self.complete(run, now)
+                settled.append((run, COMPLETED))
+            elif board is not None and run.id != current:
+                self.release([run])
+                settled.append((run, "released"))
+            elif run.seq > run.seq_start:
+
+                def write(run: Run = run) -> None:
                     self.db.execute(
-                        "UPDATE message SET status = 'new', run_at = ? WHERE id = ?", (now, run.id)
+                        "UPDATE message SET status = 'new', run_at = ?, attempt_started_at = NULL WHERE id = ?",
+                        (now, run.id),
                     )
-                    self._close_attempt(run, now, "continued", message, None)
-                    self._commit()
-                except BaseException:
-                    self._rollback()
-                    raise
+                    self._insert_attempt(run, now, "continued", message, None)
+
+                self._finish(write)
                 settled.append((run, "continued"))
             else:
                 self.fail(run, now, message, None, outcome=reason)

@@ -85,6 +85,10 @@ def make_models(database: pw.Database) -> Models:
         created_at = pw.FloatField()
         started_at = pw.FloatField(null=True)
         finished_at = pw.FloatField(null=True)
+        # The attempt under way (its `attempt` row is written when it ends): when it began and the
+        # checkpoint counter then, so recovery can tell a cut run that progressed from one that did not.
+        attempt_started_at = pw.FloatField(null=True)
+        attempt_seq = pw.IntegerField(null=True)
 
     class Attempt(Base):
         message = pw.ForeignKeyField(Message, on_delete="CASCADE", backref="attempt_rows")
@@ -126,11 +130,13 @@ def make_models(database: pw.Database) -> Models:
 
 
 _INDEXES_V1 = (
-    # The claim walks this index in order: no temporary B-tree however long the queue grows.
-    "CREATE INDEX IF NOT EXISTS message_claim ON message (kind, status, priority DESC, id)",
-    "CREATE INDEX IF NOT EXISTS message_due ON message (status, run_at)",
-    "CREATE INDEX IF NOT EXISTS message_owner ON message (owner, status)",
-    "CREATE INDEX IF NOT EXISTS message_finished ON message (status, finished_at)",
+    # Partial indexes hold only the rows a query looks for, so a status change touches few pages.
+    # The claim walks this one in order: no temporary B-tree however long the queue grows.
+    "CREATE INDEX IF NOT EXISTS message_claim ON message (kind, priority DESC, id) WHERE status = 'new'",
+    "CREATE INDEX IF NOT EXISTS message_due ON message (run_at) WHERE status = 'new'",
+    "CREATE INDEX IF NOT EXISTS message_running ON message (status) WHERE status = 'pending'",
+    "CREATE INDEX IF NOT EXISTS message_owner ON message (owner, status) WHERE owner IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS message_finished ON message (finished_at) WHERE finished_at IS NOT NULL",
     # Only one live message per key; finished ones may share it.
     "CREATE UNIQUE INDEX IF NOT EXISTS message_live_key ON message (key) "
     "WHERE key IS NOT NULL AND status IN ('new', 'pending')",

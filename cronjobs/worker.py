@@ -1,8 +1,9 @@
 """The worker: one tick's work, inside the child process the supervisor may kill at any moment.
 
 It settles runs a dead tick left behind, runs the due periodic jobs in order, then drains the queue
-until it is empty or the soft deadline arrives. Every state change is committed as it happens, so a
-kill between any two statements loses nothing but the uncommitted part of one run.
+until it is empty or the soft deadline arrives. Checkpoints and every outcome but a fast success are
+committed at once; fast successes are committed in small groups (see `runs`), and the supervisor,
+which hears of each start and end, settles a group that a kill cut short.
 """
 
 from __future__ import annotations
@@ -29,16 +30,25 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
+#: A handler faster than this lets the claim batch grow; a slower one shrinks it to one message.
+FAST_HANDLER = 0.02
+#: At most this many messages per claim, and completions wait at most this long for their commit.
+MAX_BATCH = 64
+BATCH_WINDOW = 0.1
+
+
 def execute(
     runs: Runs,
     run: Run,
     call: Callable[[Context], Any],
     ctx: Context,
     clock: Callable[[], float] = time.time,
+    defer: bool = False,
 ) -> tuple[str, Optional[str]]:
     """Run one job or message handler and commit its outcome: the one path both take.
 
     Returns (outcome, error): completed, failed, retry or cancelled, and the error line if any.
+    With `defer`, a success is committed with the next claim (group commit) instead of at once.
     """
     try:
         call(ctx)
@@ -56,6 +66,9 @@ def execute(
         log.error("%s %s failed: %s", run.type, run.uuid, error, exc_info=True)
         runs.fail(run, clock(), error, traceback.format_exc())
         return "failed", error
+    if defer:
+        runs.defer_complete(run, clock())
+        return "completed", None
     return runs.complete(run, clock()), None
 
 
@@ -112,6 +125,27 @@ class Worker:
                 record_outcome(self.runs.db, job, states.get(job.name), run.started_at, outcome,
                                "the worker died", now, self.tz, self.backoff)
 
+    def run_message(self, run: Run, handlers: dict[str, Any]) -> float:
+        """Run one claimed message; returns how long it took."""
+        began = time.monotonic()
+        self.emit("start", kind="message", name=run.type, uuid=run.uuid, attempt=run.attempt)
+        handler = handlers.get(run.type)
+        error: Optional[str]
+        self.runs.board.set_current(run.id)
+        if handler is None:
+            error = f"UnknownMessageType: no handler for message type {run.type!r}"
+            self.runs.fail(run, self.clock(), error, None, permanent=True)
+            outcome = "failed"
+        else:
+            ctx = Context(self.runs, run, self.deadline, self.emit, self.stop_requested)
+            call = functools.partial(_call_handler, handler.func, run.payload)
+            outcome, error = execute(self.runs, run, call, ctx, self.clock, defer=True)
+        self.runs.board.set_current(0)
+        elapsed = time.monotonic() - began
+        self.emit("end", kind="message", name=run.type, uuid=run.uuid, outcome=outcome, error=error,
+                  duration=round(elapsed, 3))
+        return elapsed
+
     def run_periodic(self) -> None:
         now = self.clock()
         ordered = self.registry.ordered_jobs()
@@ -140,7 +174,9 @@ class Worker:
         self.emit("start", kind="job", name=job.name, uuid=run.uuid, attempt=run.attempt, reason=planned.reason)
         began = time.monotonic()
         ctx = Context(self.runs, run, self.deadline, self.emit, self.stop_requested)
+        self.runs.board.set_current(run.id)
         outcome, error = execute(self.runs, run, job.func, ctx, self.clock)
+        self.runs.board.set_current(0)
         if outcome == "retry":
             self.runs.db.execute("UPDATE job_state SET current = ? WHERE name = ?", (run.uuid, job.name))
         else:
@@ -153,29 +189,32 @@ class Worker:
         )
 
     def drain_queue(self) -> None:
-        """Claim and run messages one at a time until none is runnable or time is up."""
+        """Claim and run messages until none is runnable or time is up.
+
+        Claims grow from one message to MAX_BATCH while handlers stay fast, and fall back to one
+        as soon as a handler is slow; the unstarted rest of a batch goes back to the queue then.
+        """
         handlers = self.registry.handlers
         excluded = [t for t, h in handlers.items() if h.cli_only] if self.trigger == "http" else []
+        size = 1
         while not self.out_of_time():
-            run = self.runs.claim_message(self.clock(), excluded)
-            if run is None:
+            batch = self.runs.claim_messages(self.clock(), size, excluded)
+            if not batch:
                 break
-            began = time.monotonic()
-            self.emit("start", kind="message", name=run.type, uuid=run.uuid, attempt=run.attempt)
-            handler = handlers.get(run.type)
-            error: Optional[str]
-            if handler is None:
-                error = f"UnknownMessageType: no handler for message type {run.type!r}"
-                self.runs.fail(run, self.clock(), error, None, permanent=True)
-                outcome = "failed"
-            else:
-                ctx = Context(self.runs, run, self.deadline, self.emit, self.stop_requested)
-                call = functools.partial(_call_handler, handler.func, run.payload)
-                outcome, error = execute(self.runs, run, call, ctx, self.clock)
-            self.emit(
-                "end", kind="message", name=run.type, uuid=run.uuid, outcome=outcome, error=error,
-                duration=round(time.monotonic() - began, 3),
-            )
+            opened = time.monotonic()
+            all_fast = True
+            for index, run in enumerate(batch):
+                if index and (self.out_of_time() or time.monotonic() - opened > BATCH_WINDOW):
+                    self.runs.release(batch[index:])
+                    all_fast = False
+                    break
+                if self.run_message(run, handlers) > FAST_HANDLER:
+                    self.runs.flush()  # a slow handler's success is committed at once
+                    self.runs.release(batch[index + 1:])
+                    all_fast = False
+                    break
+            size = min(size * 2, MAX_BATCH) if all_fast else 1
+        self.runs.flush()
         if excluded:
             row = self.runs.db.execute(
                 f"SELECT COUNT(*) FROM message WHERE kind = 'message' AND status = 'new' AND run_at <= ? "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import signal
 import subprocess
 import sys
@@ -171,3 +172,37 @@ def test_queue_command_errors_are_one_line_with_exit_2(project):
     result = project.run("attachment", uuid, "missing.txt")
     assert (result.returncode, result.stderr.strip()) == (
         2, f"run-cron: error: message '{uuid}' has no attachment named 'missing.txt'")
+
+
+def test_a_kill_in_a_batch_charges_only_the_run_in_flight(project):
+    project.write_jobs("""
+@cronjobs.handler("fast")
+def fast(ctx, payload):
+    record("fast", payload)
+
+@cronjobs.handler("hang")
+def hang(ctx, payload):
+    record("hang")
+    time.sleep(60)
+""")
+    queue_script = (
+        "import sys, cronjobs\n"
+        "q = cronjobs.connect(sys.argv[1])\n"
+        "for i in range(40): q.enqueue('fast', i, priority=5)\n"
+        "print(q.enqueue('hang', max_attempts=1, priority=4))\n"
+        "for i in range(40, 80): q.enqueue('fast', i, priority=3)\n"
+    )
+    hang = subprocess.run([sys.executable, "-c", queue_script, str(project.config)], capture_output=True,
+                          text=True, env=cli_env(), check=True).stdout.strip()
+    first = project.run("--time-limit", "1.5")
+    assert first.returncode == 1
+    with sqlite3.connect(project.database) as db:
+        rows = db.execute("SELECT payload, status, attempts, (SELECT COUNT(*) FROM attempt a WHERE a.message_id = m.id) "
+                          "FROM message m WHERE type = 'fast' ORDER BY id").fetchall()
+    assert [row[1:] for row in rows[:40]] == [("completed", 0, 1)] * 40  # all committed, none lost
+    assert [row[1:] for row in rows[40:]] == [("new", 0, 0)] * 40  # never started: untouched
+    shown = json.loads(project.run("show", hang, "--json").stdout)
+    assert (shown["status"], shown["attempts"]) == ("failed", 1)
+    assert project.run("--time-limit", "5").returncode == 0
+    fast_runs = [line for line in project.ran() if line.startswith("fast")]
+    assert sorted(fast_runs) == sorted(f"fast {i}" for i in range(80))  # each exactly once

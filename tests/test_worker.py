@@ -9,6 +9,7 @@ import pytest
 import cronjobs
 from cronjobs.queue import Queue
 from cronjobs.registry import Job
+from cronjobs.runs import Runs
 from cronjobs.schedule import get_timezone
 from cronjobs.worker import Worker
 
@@ -160,3 +161,39 @@ def test_cli_only_is_skipped_from_http(runs, registry, queue):
     assert [s["name"] for s in skipped] == ["local", "local.msg"]
     assert queue.counts()["new"] == 1
     assert [e for e, _ in events if e == "start"] == []
+
+
+def test_board_survives_in_shared_memory_across_fork():
+    import os
+
+    from cronjobs.board import Board
+
+    board = Board(capacity=4)
+    pid = os.fork()
+    if pid == 0:
+        board.set_current(7)
+        for run_id in (1, 2, 3, 4):
+            board.add_done(run_id)
+        os._exit(0 if not board.add_done(5) else 1)  # full: the caller must commit first
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert board.read() == (7, [1, 2, 3, 4])
+    board.clear_done()
+    board.set_current(0)
+    assert board.read() == (None, [])
+
+
+def test_group_commit_writes_fast_successes_with_the_next_claim(runs, registry, queue):
+    handle(registry, "t", lambda ctx, payload: None)
+    uuids = [queue.enqueue("t") for _ in range(5)]
+    batch = runs.claim_messages(time.time(), limit=3)
+    assert [run.uuid for run in batch] == uuids[:3]
+    runs.defer_complete(batch[0], time.time())
+    assert queue.get(uuids[0]).status == "pending"  # not committed yet
+    assert runs.board.read() == (None, [batch[0].id])
+    supervisor = Runs(runs.db)  # the worker died with its deferred success: the supervisor settles
+    settled = {run.uuid: outcome for run, outcome in supervisor.recover(time.time(), "timeout",
+                                                                        (batch[1].id, [batch[0].id]))}
+    assert settled == {uuids[0]: "completed", uuids[1]: "timeout", uuids[2]: "released"}
+    assert [queue.get(u).status for u in uuids[:3]] == ["completed", "new", "new"]
+    assert [queue.get(u).attempts for u in uuids[:3]] == [0, 1, 0]
