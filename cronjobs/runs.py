@@ -149,7 +149,10 @@ class Runs:
         ids = [(run.id,) for run in runs]
         if ids:
             self._finish(lambda: self.db.executemany(
-                "UPDATE message SET status = 'new', attempt_started_at = NULL WHERE id = ? AND status = 'pending'",
+                # started_at equal to this claim's time was set by this claim: the message never ran.
+                "UPDATE message SET status = 'new', attempt_started_at = NULL, started_at = CASE "
+                "WHEN started_at = attempt_started_at THEN NULL ELSE started_at END "
+                "WHERE id = ? AND status = 'pending'",
                 ids,
             ))
 

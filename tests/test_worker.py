@@ -197,3 +197,4 @@ def test_group_commit_writes_fast_successes_with_the_next_claim(runs, registry, 
     assert settled == {uuids[0]: "completed", uuids[1]: "timeout", uuids[2]: "released"}
     assert [queue.get(u).status for u in uuids[:3]] == ["completed", "new", "new"]
     assert [queue.get(u).attempts for u in uuids[:3]] == [0, 1, 0]
+    assert queue.get(uuids[2]).started_at is None  # released: it never ran
