@@ -1,0 +1,310 @@
+"""The subcommands of `run-cron` (`list`, `enqueue`, `status`, ...), split from cli.py so that a tick,
+which runs none of them, does not build them: their ~40 click options cost about 1 ms at import, on
+every tick. `cli.Group` imports this module when a command name is looked up or help lists them.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Optional
+
+import click
+
+from .cli import CliError, Reporter, State, config_option, json_option
+
+#: Holds the subcommands; `cli.Group.get_command` and `list_commands` read `COMMANDS.commands`.
+COMMANDS = click.Group("run-cron")
+command = COMMANDS.command
+
+
+@command("list")
+@config_option
+@json_option
+@click.pass_obj
+def list_jobs(state: State, config_path: Optional[str], as_json: bool) -> None:
+    """Every periodic job with its schedule, last run, last outcome and next due time."""
+    from .registry import registry
+    from .views import job_rows, render_table
+
+    config = state.config(config_path)
+    rows = job_rows(config, registry)
+    if as_json:
+        import json
+
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(render_table(rows, ["name", "schedule", "last_run", "last_outcome", "next_due"]))
+
+
+@command()
+@config_option
+@click.argument("message_type", metavar="TYPE")
+@click.argument("payload", metavar="[PAYLOAD_JSON]", required=False)
+@click.option("--priority", type=int, default=0, show_default=True, help="Higher runs first.")
+@click.option("--delay", type=click.FloatRange(min=0), default=0, metavar="SECONDS", help="Run no sooner.")
+@click.option("--key", default=None, help="De-duplicate: return the live message with this key.")
+@click.option("--max-attempts", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--owner", default=None, help="Who the message belongs to (for example user:7).")
+@click.pass_obj
+def enqueue(state: State, config_path: Optional[str], message_type: str, payload: Optional[str], priority: int,
+            delay: float, key: Optional[str], max_attempts: int, owner: Optional[str]) -> None:
+    """Queue a message of TYPE with a JSON payload; prints its uuid."""
+    data = None
+    if payload is not None:
+        import json
+
+        try:
+            data = json.loads(payload)
+        except ValueError as exc:
+            raise CliError(f"PAYLOAD_JSON is not valid JSON: {exc}") from None
+    with state.queue(config_path) as queue:
+        click.echo(queue.enqueue(message_type, data, priority=priority, delay=delay, key=key,
+                                 max_attempts=max_attempts, owner=owner))
+
+
+@command()
+@config_option
+@click.option("--status", type=click.Choice(["new", "pending", "completed", "failed", "cancelled"]))
+@click.option("--type", "message_type", metavar="TYPE")
+@click.option("--owner")
+@click.option("--limit", type=click.IntRange(min=1), default=None)
+@json_option
+@click.pass_obj
+def jobs(state: State, config_path: Optional[str], status: Optional[str], message_type: Optional[str],
+         owner: Optional[str], limit: Optional[int], as_json: bool) -> None:
+    """Queued messages with status and progress, newest first."""
+    from .views import message_rows, render_table
+
+    with state.queue(config_path) as queue:
+        found = queue.jobs(owner=owner, status=status, type=message_type, limit=limit, details=as_json)
+        if as_json:
+            import json
+
+            click.echo(json.dumps([view.to_json() for view in found], indent=2))
+            return
+        click.echo(render_table(message_rows(found),
+                                ["uuid", "type", "status", "progress", "attempts", "owner", "created"]))
+
+
+@command()
+@config_option
+@click.argument("uuid")
+@json_option
+@click.pass_obj
+def show(state: State, config_path: Optional[str], uuid: str, as_json: bool) -> None:
+    """One message with its checkpoint, attempts, errors, warnings and attachments."""
+    from .views import describe_message
+
+    with state.queue(config_path) as queue:
+        view = queue.get(uuid)
+        if as_json:
+            import json
+
+            click.echo(json.dumps(view.to_json(), indent=2))
+        else:
+            click.echo(describe_message(view))
+
+
+@command()
+@config_option
+@click.argument("uuid", required=False)
+@click.option("--failed", "all_failed", is_flag=True, help="Retry every failed message.")
+@click.pass_obj
+def retry(state: State, config_path: Optional[str], uuid: Optional[str], all_failed: bool) -> None:
+    """Put a failed message (same uuid) back to new with fresh attempts."""
+    if bool(uuid) == all_failed:
+        raise CliError("give either a UUID or --failed")
+    with state.queue(config_path) as queue:
+        if all_failed:
+            count = queue.retry_failed()
+            if state.verbose:
+                click.echo(f"run-cron: {count} failed message(s) queued again", err=True)
+        else:
+            queue.retry(uuid)
+
+
+@command()
+@config_option
+@click.argument("uuid")
+@click.pass_obj
+def cancel(state: State, config_path: Optional[str], uuid: str) -> None:
+    """Cancel a new or running message (a running handler stops at its next checkpoint)."""
+    with state.queue(config_path) as queue:
+        queue.cancel(uuid)
+
+
+@command()
+@config_option
+@click.argument("uuid")
+@click.argument("name")
+@click.option("-o", "--output", metavar="FILE", help="Write to FILE.")  # no click.Path: it calls gettext at import
+@click.pass_obj
+def attachment(state: State, config_path: Optional[str], uuid: str, name: str, output: Optional[str]) -> None:
+    """Write one attachment of a message to stdout or FILE."""
+    with state.queue(config_path) as queue:
+        chunks = queue.attachment(uuid, name)
+        if output:
+            try:
+                handle = open(output, "wb")  # noqa: SIM115 (closed by the `with` below)
+            except OSError as exc:
+                raise CliError(f"cannot write {output}: {exc.strerror or exc}") from None
+            with handle:
+                for chunk in chunks:
+                    handle.write(chunk)
+        else:
+            stream = sys.stdout.buffer
+            for chunk in chunks:
+                stream.write(chunk)
+            stream.flush()
+
+
+@command()
+@config_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
+              help="Port to listen on (0: any free port).")
+@click.pass_obj
+def serve(state: State, config_path: Optional[str], host: str, port: int) -> None:
+    """Serve the HTTP trigger (/run), /health and the status page, for trying them locally."""
+    from .web import make_app, make_server
+
+    config = state.config(config_path)
+    server = make_server(make_app(config), host, port)
+    click.echo(f"run-cron: serving on http://{host}:{server.server_port}{config.http.prefix}/ "
+               "(Ctrl-C to stop)", err=True)
+    if not config.http.token:
+        click.echo("run-cron: no [http] token configured: /run and the status page answer 404", err=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+
+
+@command()
+@config_option
+@click.option("--every", type=int, default=1, show_default=True, metavar="MINUTES",
+              help="Minutes between ticks, for hosts that allow only every 5 or 15 minutes.")
+@click.option("--print", "print_only", is_flag=True, help="Print the line (for a control panel); change nothing.")
+@click.option("--remove", is_flag=True, help="Take this installation's line out again.")
+@click.option("--tab-file", metavar="PATH",
+              help="Edit this crontab file instead of the user's crontab.")
+@click.pass_obj
+def install(state: State, config_path: Optional[str], every: int, print_only: bool, remove: bool,
+            tab_file: Optional[str]) -> None:
+    """Add the crontab line that runs a tick (once; the user's other lines stay as they are)."""
+    from .config import find_config_path
+    from .crontab_install import build_entry
+    from .crontab_install import install as add_line
+    from .crontab_install import remove as remove_line
+
+    if print_only and remove:
+        raise CliError("give either --print or --remove")
+    if remove:  # even with a configuration that no longer loads
+        path = find_config_path(config_path or state.config_path)
+    else:
+        path = state.config(config_path, load_jobs=False).path
+    entry = build_entry(path, every)
+    if print_only:
+        click.echo(entry.line)
+        return
+    change = (remove_line if remove else add_line)(entry, tab_file)
+    if not state.quiet:
+        done = {"installed": "installed in", "updated": "updated in", "unchanged": "already in",
+                "removed": "removed from", "absent": "not in"}[change.action]
+        click.echo(f"run-cron: {done} {change.target}: {entry.line}")
+
+
+@command()
+@config_option
+@json_option
+@click.pass_obj
+def status(state: State, config_path: Optional[str], as_json: bool) -> None:
+    """Health for monitoring; exit 0 OK, 1 WARNING, 2 CRITICAL (the Nagios convention).
+
+    WARNING: failed messages, or periodic jobs that failed or are overdue. CRITICAL: no tick finished
+    within [run-cron] stale_after seconds, or none ever.
+    """
+    from .registry import registry
+    from .status import check, render
+
+    config = state.config(config_path)
+    result = check(config, registry)
+    if as_json:
+        import json
+
+        click.echo(json.dumps(result.to_json(), indent=2))
+    else:
+        click.echo(render(result, config.tz))
+    sys.exit(result.code)
+
+
+@command()
+@config_option
+@click.option("--time-limit", type=click.FloatRange(min=0), metavar="SECONDS",
+              help="Hard limit of each tick (default: the configuration's time_limit; 0: none).")
+@click.option("--sleep", type=click.FloatRange(min=0.05), default=5.0, show_default=True, metavar="SECONDS",
+              help="Pause between ticks while there is nothing to do.")
+@click.pass_obj
+def worker(state: State, config_path: Optional[str], time_limit: Optional[float], sleep: float) -> None:
+    """Tick in a loop, as a service (systemd); stops after the current tick on SIGTERM or SIGINT.
+
+    Shares the lock with crontab ticks: both may be installed, no work runs twice.
+    """
+    from .eventlog import TickLog
+    from .registry import registry
+    from .service import run_worker, stop_on_signals
+
+    config = state.config(config_path)
+    events = TickLog("worker", Reporter(state.verbose))
+
+    def finished(result: Any) -> None:
+        events.finished(result)
+        if not state.quiet:
+            for item in result.failed:
+                click.echo(f"run-cron: {item.kind} {item.name} {item.uuid or ''} {item.outcome}: {item.error}",
+                           err=True)
+            if result.error:
+                click.echo(f"run-cron: error: {result.error}", err=True)
+
+    with stop_on_signals() as stop:
+        run_worker(config, registry, stop, time_limit=time_limit, sleep=sleep, on_event=events, on_result=finished)
+
+
+@command()
+@config_option
+@click.option("--job", "name", metavar="NAME", help="Only runs of this job, or attempts of this message type.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="At most this many.")
+@json_option
+@click.pass_obj
+def history(state: State, config_path: Optional[str], name: Optional[str], limit: int, as_json: bool) -> None:
+    """Every run of a periodic job and every message attempt, newest first."""
+    from .history import history as read_history
+    from .history import table_rows
+    from .views import render_table
+
+    config = state.config(config_path, load_jobs=False)
+    entries = read_history(config, name, limit)
+    if as_json:
+        import json
+
+        click.echo(json.dumps([entry.to_json() for entry in entries], indent=2))
+        return
+    click.echo(render_table(table_rows(entries, config.tz),
+                            ["started", "kind", "name", "uuid", "attempt", "outcome", "duration", "error"]))
+
+
+@command()
+@config_option
+@click.option("--failed", "failed", is_flag=True,
+              help="Also delete every failed message, with its history and attachments.")
+@click.pass_obj
+def purge(state: State, config_path: Optional[str], failed: bool) -> None:
+    """Delete now what the daily run-cron.prune job deletes: finished runs older than retention_days."""
+    from .retention import run_now
+
+    config = state.config(config_path, load_jobs=False)
+    pruned, failed_count = run_now(config, failed)
+    if not state.quiet:
+        click.echo(f"run-cron: deleted {pruned.messages} finished message(s) and {pruned.job_runs} job run(s) "
+                   f"older than {config.retention_days:g} days"
+                   + (f", and {failed_count} failed message(s)" if failed else ""))
