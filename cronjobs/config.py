@@ -187,7 +187,7 @@ def _timezone(text: str) -> Optional[str]:
 
     try:
         zoneinfo.ZoneInfo(text)
-    except zoneinfo.ZoneInfoNotFoundError as exc:
+    except (zoneinfo.ZoneInfoNotFoundError, OSError) as exc:  # OSError: "Europe" is a directory in tzdata
         raise ValueError(text) from exc
     return text
 

@@ -92,3 +92,69 @@ def test_cli_reports_a_job_module_that_fails_to_import(project):
         f"run-cron: error: {project.config}: jobs: cannot import 'jobs': "
         "ModuleNotFoundError: No module named 'does_not_exist'"
     ]
+
+
+@pytest.mark.parametrize("name", ["Europe", "Mars/Olympus", "../zoneinfo/Europe/Berlin", "Europe//Berlin", "zone.tab",
+                                  "/usr/share/zoneinfo/Europe/Berlin"])
+def test_timezone_names_that_are_not_zones(tmp_path, name):
+    path = write(tmp_path, f"[run-cron]\ndatabase = d\nlock_file = l\ntimezone = {name}\n")
+    with pytest.raises(ConfigError, match=r"\[run-cron\] timezone: expected an IANA time zone name"):
+        load_config(path)
+
+
+def test_a_zone_file_that_zoneinfo_cannot_load_is_a_config_error_when_used(tmp_path, monkeypatch):
+    # load_config trusts a TZif file found in $PYTHONTZPATH without importing zoneinfo; zoneinfo has
+    # the last word when the zone is first used, with the same one-line error.
+    (tmp_path / "zones" / "Fake").mkdir(parents=True)
+    (tmp_path / "zones" / "Fake" / "Zone").write_bytes(b"TZif but not really")
+    monkeypatch.setenv("PYTHONTZPATH", str(tmp_path / "zones"))
+    path = write(tmp_path, "[run-cron]\ndatabase = d\nlock_file = l\ntimezone = Fake/Zone\n")
+    config = load_config(path)
+    assert config.tz_key == "Fake/Zone"
+    with pytest.raises(ConfigError) as info:
+        config.tz  # noqa: B018
+    assert str(info.value) == (f"{path}: [run-cron] timezone: expected an IANA time zone name such as "
+                               "Europe/Berlin, got 'Fake/Zone'")
+
+
+INI_SAMPLES = [
+    "[run-cron]\ndatabase = d\nlock_file = l\n",
+    "# comment\n; other\n[run-cron]\nDataBase: d\n  lock_file=l  \n\n[http]\ntoken = a=b:c\n",
+    "[run-cron]\njobs =\n    one,\n\n    # a comment inside the value\n    two\n\n\nlock_file = l\n",
+    "[run-cron]\npython_path = a\n\tb\n  c\n[log]\nfile = x.log\n",
+    "[ spaced ]\nkey = [not a section]\n",
+    "[run-cron]\nempty =\nnext = 1",
+]
+
+
+@pytest.mark.parametrize("text", INI_SAMPLES)
+def test_the_plain_ini_reader_reads_what_configparser_reads(text):
+    import configparser
+
+    from cronjobs.config import _parse_ini
+
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read_string(text)
+    assert _parse_ini(text) == [(section, parser.items(section)) for section in parser.sections()]
+
+
+@pytest.mark.parametrize("text", [
+    "key = v\n",  # no section header
+    "[DEFAULT]\na = 1\n[run-cron]\nb = 2\n",
+    "[run-cron]\na = 1\n[run-cron]\nb = 2\n",
+    "[run-cron]\na = 1\nA = 2\n",
+    "[run-cron]\nno delimiter\n",
+    "[run-cron\na = 1\n",
+])
+def test_anything_else_is_left_to_configparser(text):
+    from cronjobs.config import _parse_ini
+
+    assert _parse_ini(text) is None
+
+
+def test_configparser_errors_are_reported_as_before(tmp_path):
+    path = write(tmp_path, "[run-cron]\ndatabase = d\ndatabase = e\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == (f"{path}: not a valid INI file: While reading from {path!r} [line  3]: "
+                               "option 'database' in section 'run-cron' already exists")
