@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -197,7 +197,8 @@ def hang(ctx, payload):
     first = project.run("--time-limit", "1.5")
     assert first.returncode == 1
     with sqlite3.connect(project.database) as db:
-        rows = db.execute("SELECT payload, status, attempts, (SELECT COUNT(*) FROM attempt a WHERE a.message_id = m.id) "
+        rows = db.execute("SELECT payload, status, attempts, "
+                          "(SELECT COUNT(*) FROM attempt a WHERE a.message_id = m.id) "
                           "FROM message m WHERE type = 'fast' ORDER BY id").fetchall()
     assert [row[1:] for row in rows[:40]] == [("completed", 0, 1)] * 40  # all committed, none lost
     assert [row[1:] for row in rows[40:]] == [("new", 0, 0)] * 40  # never started: untouched
