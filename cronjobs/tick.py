@@ -14,7 +14,7 @@ from typing import Any, Callable, Optional
 
 from .config import Config
 from .errors import StoreError
-from .idle import TICK_KEYS, is_idle, open_fast, record_tick
+from .idle import TICK_KEYS, is_idle, open_fast, read_meta, record_tick
 from .lock import SupervisorLock
 from .registry import Job, Registry
 
@@ -63,7 +63,7 @@ class Item:
 
 
 class TickResult:
-    """What one tick did. `status` is "locked", "idle" or "ran"."""
+    """What one tick did. `status` is "locked", "too_soon" (see `min_interval`), "idle" or "ran"."""
 
     def __init__(self, status: str, trigger: str = "cli", started_at: float = 0.0, duration: float = 0.0,
                  timed_out: bool = False, items: Optional[list[Item]] = None,
@@ -78,6 +78,7 @@ class TickResult:
         self.skipped: list[dict[str, Any]] = [] if skipped is None else skipped
         self.recovered: list[dict[str, Any]] = [] if recovered is None else recovered
         self.error = error
+        self.retry_after: Optional[float] = None  # with status "too_soon": seconds until allowed
 
     def __eq__(self, other: object) -> bool:
         if other.__class__ is not self.__class__:
@@ -150,8 +151,13 @@ def run_tick(
     started: Optional[float] = None,
     on_event: Callable[[dict[str, Any]], None] = lambda event: None,
     clock: Callable[[], float] = time.time,
+    min_interval: Optional[float] = None,
 ) -> TickResult:
-    """Run one tick under the supervisor lock. `started` is a time.monotonic() value for the deadline."""
+    """Run one tick under the supervisor lock. `started` is a time.monotonic() value for the deadline.
+
+    With `min_interval`, a tick is refused ("too_soon") when the last one, from any trigger, started
+    less than that many seconds ago; checked under the lock, so no tick can slip in between.
+    """
     began = time.monotonic() if started is None else started
     limit = config.time_limit if time_limit is None else time_limit
     hard_deadline = began + limit if limit > 0 else None
@@ -165,6 +171,12 @@ def run_tick(
     try:
         fast = _open_fast(config)
         try:
+            if min_interval and fast is not None:
+                last = read_meta(fast).get("tick.started")
+                wait = float(last) + min_interval - result.started_at if last else 0.0
+                if wait > 0:
+                    result.status, result.retry_after = "too_soon", wait
+                    return result
             tz_key = config.tz_key  # the schedule key's zone: str(config.tz), without loading the zone
             jobs = [(job.name, f"{job.schedule}|{tz_key}") for job in registry.jobs.values()]
             if force is None and fast is not None and is_idle(fast, jobs, result.started_at, SCHEMA_VERSION):
@@ -188,7 +200,7 @@ def run_tick(
                 fast.close()
     finally:
         lock.release()
-    if config.ping_url:  # a heartbeat for every tick that ran or was idle, after the lock is released
+    if config.ping_url and result.status in ("idle", "ran"):  # a heartbeat, after the lock is released
         from .ping import after_tick
 
         after_tick(config.ping_url, result.outcome)

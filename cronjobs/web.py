@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import os
 import re
 import threading
@@ -202,6 +203,7 @@ class App:
         return self.page(config, environ, query, route, path[len("/attachment/"):], base)
 
     def run(self, config: Config, environ: Environ, query: dict[str, list[str]], began: float) -> Response:
+        from .eventlog import TickLog
         from .tick import run_tick
 
         assert config.http.token is not None
@@ -217,9 +219,14 @@ class App:
             wait = seconds_until_allowed(config)  # again, now that no other HTTP tick can start
             if wait is not None:
                 return _too_soon(wait)
-            result = run_tick(config, registry, time_limit=config.http.time_limit, trigger="http", started=began)
+            events = TickLog("http")
+            result = run_tick(config, registry, time_limit=config.http.time_limit, trigger="http", started=began,
+                              on_event=events, min_interval=config.http.min_interval)
+            events.finished(result)
         if result.status == "locked":
             return _locked()
+        if result.status == "too_soon":  # a tick from cron or the worker started since the check above
+            return _too_soon(max(1, math.ceil(result.retry_after or 1)))
         log.info("http tick: %s, %s in %.3f s%s", result.status, result.outcome, result.duration,
                  " (stopped at the time limit)" if result.timed_out else "")
         return json_response(200, {**result.to_json(), "time_limit": config.http.time_limit})

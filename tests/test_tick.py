@@ -296,3 +296,16 @@ def test_locked_database_is_an_error_line_with_exit_2(project):
         holder.close()
     assert project.run("--force", "d").returncode == 0
     assert project.ran() == ["d", "d"]
+
+
+def test_min_interval_is_checked_under_the_lock(project):
+    from cronjobs.config import load_config
+    from cronjobs.registry import Registry
+    from cronjobs.tick import run_tick
+
+    config = load_config(str(project.config))
+    assert run_tick(config, Registry(), min_interval=60).status == "ran"  # creates the store
+    refused = run_tick(config, Registry(), min_interval=60, trigger="http")
+    assert refused.status == "too_soon" and 59 < refused.retry_after <= 60
+    assert refused.exit_code == 0
+    assert run_tick(config, Registry()).status == "idle"  # the CLI passes no min_interval
