@@ -39,12 +39,22 @@ def is_idle(
             "SELECT name, schedule, next_due, current FROM job_state"
         )
     }
+    resuming = {}  # job name -> its unfinished run; the queue checks below cover a live one
     for name, schedule in jobs:
         state = states.get(name)
-        if state is None or state[0] != schedule or state[2] is not None:
+        if state is None or state[0] != schedule:
             return False
-        if state[1] is None or state[1] <= now:
+        if state[2] is not None:
+            resuming[state[2]] = state
+        elif state[1] is None or state[1] <= now:
             return False
+    if resuming:
+        live = {uuid for (uuid,) in connection.execute(
+            f"SELECT uuid FROM message WHERE uuid IN ({', '.join('?' * len(resuming))}) "
+            "AND status IN ('new', 'pending')", list(resuming))}
+        for uuid, state in resuming.items():  # a run that ended without the job hearing of it
+            if uuid not in live and (state[1] is None or state[1] <= now):
+                return False
     if connection.execute("SELECT 1 FROM message WHERE status = 'pending' LIMIT 1").fetchone():
         return False
     return not connection.execute(

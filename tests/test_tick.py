@@ -309,3 +309,19 @@ def test_min_interval_is_checked_under_the_lock(project):
     assert refused.status == "too_soon" and 59 < refused.retry_after <= 60
     assert refused.exit_code == 0
     assert run_tick(config, Registry()).status == "idle"  # the CLI passes no min_interval
+
+
+def test_a_periodic_job_waiting_on_retry_leaves_ticks_idle_until_its_time(project):
+    project.write_jobs("""
+@cronjobs.daily
+def later(ctx):
+    record("later", ctx.job.attempt)
+    if len(open(LOG).read().splitlines()) == 1:
+        raise cronjobs.Retry(delay=1.5)
+""")
+    assert project.run().returncode == 0
+    assert "nothing due" in project.run("-v").stderr  # the retry is not due yet: no worker forked
+    time.sleep(1.6)
+    assert project.run().returncode == 0
+    assert project.ran() == ["later 1", "later 1"]  # Retry uses no attempt
+    assert json.loads(project.run("list", "--json").stdout)[0]["last_outcome"] == "success"
