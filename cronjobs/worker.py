@@ -201,6 +201,7 @@ class Worker:
             batch = self.runs.claim_messages(self.clock(), size, excluded)
             if not batch:
                 break
+            self.emit("claimed", count=len(batch))  # also pushes the last batch's events to the supervisor
             opened = time.monotonic()
             all_fast = True
             for index, run in enumerate(batch):
