@@ -174,15 +174,20 @@ def cli(ctx: click.Context, config_path: Optional[str], force: tuple[str, ...], 
         return
     if result.status == "idle" and state.verbose:
         click.echo("run-cron: nothing due", err=True)
-    if not state.quiet:
-        for item in result.failed:
-            click.echo(f"run-cron: {item.kind} {item.name} {item.uuid or ''} {item.outcome}: {item.error}",
-                       err=True)
-        if result.error:
-            click.echo(f"run-cron: error: {result.error}", err=True)
+    print_failures(result, state.quiet)
     if result.timed_out and state.verbose:
         click.echo("run-cron: stopped at the time limit", err=True)
     ctx.exit(result.exit_code)
+
+
+def print_failures(result: Any, quiet: bool) -> None:
+    """One line on stderr per failed job or message, and the worker's own error: what cron mails."""
+    if quiet:
+        return
+    for item in result.failed:
+        click.echo(f"run-cron: {item.kind} {item.name} {item.uuid or ''} {item.outcome}: {item.error}", err=True)
+    if result.error:
+        click.echo(f"run-cron: error: {result.error}", err=True)
 
 
 class Reporter:

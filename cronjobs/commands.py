@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 import click
 
-from .cli import CliError, Reporter, State, config_option, json_option
+from .cli import CliError, Reporter, State, config_option, json_option, print_failures
 
 #: Holds the subcommands; `cli.Group.get_command` and `list_commands` read `COMMANDS.commands`.
 COMMANDS = click.Group("run-cron")
@@ -259,12 +259,7 @@ def worker(state: State, config_path: Optional[str], time_limit: Optional[float]
 
     def finished(result: Any) -> None:
         events.finished(result)
-        if not state.quiet:
-            for item in result.failed:
-                click.echo(f"run-cron: {item.kind} {item.name} {item.uuid or ''} {item.outcome}: {item.error}",
-                           err=True)
-            if result.error:
-                click.echo(f"run-cron: error: {result.error}", err=True)
+        print_failures(result, state.quiet)
 
     with stop_on_signals() as stop:
         run_worker(config, registry, stop, time_limit=time_limit, sleep=sleep, on_event=events, on_result=finished)

@@ -12,7 +12,7 @@ import sqlite3
 import time
 from typing import Any, Callable, Optional
 
-from .config import Config
+from .config import Config, Record
 from .errors import StoreError
 from .idle import TICK_KEYS, is_idle, open_fast, read_meta, record_tick
 from .lock import SupervisorLock
@@ -33,7 +33,7 @@ def soft_margin(time_limit: float) -> float:
 # dataclass costs 0.3-0.6 ms at import. Same constructors, attributes, equality and repr as before.
 
 
-class Item:
+class Item(Record):
     """One job or message run in a tick, as the summary reports it."""
 
     def __init__(self, kind: str, name: str, uuid: Optional[str] = None, outcome: Optional[str] = None,
@@ -48,21 +48,11 @@ class Item:
         self.attempt = attempt
         self.reason = reason
 
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return self.__dict__ == other.__dict__
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return "Item(" + ", ".join(f"{key}={value!r}" for key, value in self.__dict__.items()) + ")"
-
     def to_json(self) -> dict[str, Any]:
         return {key: value for key, value in self.__dict__.items() if value is not None}
 
 
-class TickResult:
+class TickResult(Record):
     """What one tick did. `status` is "locked", "too_soon" (see `min_interval`), "idle" or "ran"."""
 
     def __init__(self, status: str, trigger: str = "cli", started_at: float = 0.0, duration: float = 0.0,
@@ -79,16 +69,6 @@ class TickResult:
         self.recovered: list[dict[str, Any]] = [] if recovered is None else recovered
         self.error = error
         self.retry_after: Optional[float] = None  # with status "too_soon": seconds until allowed
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return self.__dict__ == other.__dict__
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return "TickResult(" + ", ".join(f"{key}={value!r}" for key, value in self.__dict__.items()) + ")"
 
     @property
     def failed(self) -> list[Item]:
