@@ -2,7 +2,7 @@
 
 Runs the venv's own console script against a temporary configuration whose jobs module declares
 interval jobs and a cron job, runs one tick so nothing is due, then times idle ticks interleaved with
-the floor command (medians). Every timed tick is checked to have been idle (meta `tick.outcome`).
+the floor command (medians). Every timed tick is checked to have been idle (`tick.outcome` in the tick file).
 Also asserts with `python -X importtime` that the idle path imports no peewee, crontab or croniter,
 and lists what it imports beyond the floor.
 
@@ -12,13 +12,14 @@ and lists what it imports beyond the floor.
 from __future__ import annotations
 
 import os
-import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 
 from _common import PYTHON, RUN_CRON, make_setup, median, verdict
+
+from cronjobs.idle import read_tick
 
 TARGET = 1.15
 FORBIDDEN = ("peewee", "crontab", "croniter")
@@ -47,12 +48,7 @@ def imported(command: list[str]) -> dict[str, tuple[int, int]]:
 
 
 def last_outcome(database: str) -> str:
-    connection = sqlite3.connect(database)
-    try:
-        row = connection.execute("SELECT value FROM meta WHERE key = 'tick.outcome'").fetchone()
-        return row[0] if row else "?"
-    finally:
-        connection.close()
+    return read_tick(database).get("tick.outcome", "?")
 
 
 def main() -> int:

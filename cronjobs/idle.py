@@ -62,22 +62,34 @@ def is_idle(
     ).fetchone()
 
 
-def record_tick(connection: sqlite3.Connection, values: dict[str, object]) -> None:
-    """Store facts about the last tick (`tick.started`, `tick.finished`, ...) for health and status."""
-    connection.execute("BEGIN IMMEDIATE")
+def tick_file(database: str) -> str:
+    """Where the facts of the last tick live: beside the database, like its -wal and -shm files."""
+    return database + "-tick"
+
+
+def record_tick(database: str, values: dict[str, object]) -> None:
+    """Store facts about the last tick (`tick.started`, `tick.finished`, ...) for health and status.
+
+    A small file replaced atomically, not a database row: writing the database on an idle tick would
+    cost it a WAL checkpoint with an fsync when the connection closes, 1,440 times a day.
+    """
+    path = tick_file(database)
+    temporary = f"{path}.{os.getpid()}"
     try:
-        connection.executemany(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-            [(key, None if value is None else str(value)) for key, value in values.items()],
-        )
-        connection.execute("COMMIT")
-    except BaseException:
-        connection.execute("ROLLBACK")
+        with open(temporary, "w", encoding="utf-8") as handle:
+            handle.write("".join(f"{key}={'' if value is None else value}\n" for key, value in values.items()))
+        os.replace(temporary, path)
+    except OSError:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
         raise
 
 
-def read_meta(connection: sqlite3.Connection) -> dict[str, str]:
+def read_tick(database: str) -> dict[str, str]:
+    """The facts `record_tick` stored last; {} before the first tick."""
     try:
-        return dict(connection.execute("SELECT key, value FROM meta"))
-    except sqlite3.OperationalError:  # no schema yet
+        with open(tick_file(database), encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+    except (FileNotFoundError, NotADirectoryError):
         return {}
+    return dict(line.split("=", 1) for line in lines if "=" in line)

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from .idle import open_fast, read_meta
+from .idle import open_fast, read_tick
 from .lock import SupervisorLock
 from .queue import iso
 from .registry import Registry
@@ -162,11 +162,11 @@ def evaluate(facts: Facts, now: float, stale_after: float) -> Status:
 def collect(config: Any, registry: Registry) -> Facts:
     """Read the facts from the store and the lock; a missing database gives empty facts."""
     facts = Facts(running=SupervisorLock(config.lock_file).held_elsewhere())
+    facts.meta = read_tick(config.database)
     connection = open_fast(config.database, config.busy_timeout)
     if connection is None:
         return facts
     try:
-        facts.meta = read_meta(connection)
         try:
             for status, count in connection.execute(
                 "SELECT status, COUNT(*) FROM message WHERE kind = 'message' GROUP BY status"

@@ -30,7 +30,6 @@ class Models:
     Warning: Any
     Attachment: Any
     AttachmentChunk: Any
-    Meta: Any
 
     def all(self) -> list[Any]:
         return [
@@ -40,7 +39,6 @@ class Models:
             self.Warning,
             self.Attachment,
             self.AttachmentChunk,
-            self.Meta,
         ]
 
 
@@ -120,11 +118,7 @@ def make_models(database: pw.Database) -> Models:
         seq = pw.IntegerField()
         data = pw.BlobField()
 
-    class Meta(Base):
-        key = pw.TextField(primary_key=True)
-        value = pw.TextField(null=True)
-
-    models = Models(JobState, Message, Attempt, Warning, Attachment, AttachmentChunk, Meta)
+    models = Models(JobState, Message, Attempt, Warning, Attachment, AttachmentChunk)
     database.bind(models.all(), bind_refs=False, bind_backrefs=False)
     return models
 

@@ -14,7 +14,7 @@ from typing import Any, Callable, Optional
 
 from .config import Config, Record
 from .errors import StoreError
-from .idle import TICK_KEYS, is_idle, open_fast, read_meta, record_tick
+from .idle import TICK_KEYS, is_idle, open_fast, read_tick, record_tick
 from .lock import SupervisorLock
 from .registry import Job, Registry
 
@@ -151,8 +151,8 @@ def run_tick(
     try:
         fast = _open_fast(config)
         try:
-            if min_interval and fast is not None:
-                last = read_meta(fast).get("tick.started")
+            if min_interval:
+                last = read_tick(config.database).get("tick.started")
                 wait = float(last) + min_interval - result.started_at if last else 0.0
                 if wait > 0:
                     result.status, result.retry_after = "too_soon", wait
@@ -171,9 +171,9 @@ def run_tick(
                 fast = _open_fast(config)
             result.duration = time.monotonic() - began
             if fast is not None:
-                record_tick(fast, dict(zip(TICK_KEYS, (
+                record_tick(config.database, dict(zip(TICK_KEYS, (
                     result.started_at, clock(), round(result.duration, 3), result.outcome, trigger))))
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:  # OSError: the tick file beside it cannot be written
             raise StoreError(config.database, exc) from exc
         finally:
             if fast is not None:
@@ -216,13 +216,14 @@ def _supervise(
         _prepare_store(config)  # create the schema here, so the worker is never cut mid-migration
 
     def work(emit: Any) -> None:
-        from .store import connect_store
+        from .store import connect_store, translate_errors
         from .worker import Worker
 
         database, _ = connect_store(config.database, config.busy_timeout, config.synchronous)
         runs = Runs(database.connection(), config.retry_backoff, board)
-        Worker(runs, registry, tz, retry_backoff=config.retry_backoff, deadline=soft_deadline,
-               trigger=trigger, force=force, emit=emit, clock=clock).run()
+        with translate_errors(config.database):  # "database is locked" names the file, as elsewhere
+            Worker(runs, registry, tz, retry_backoff=config.retry_backoff, deadline=soft_deadline,
+                   trigger=trigger, force=force, emit=emit, clock=clock).run()
 
     board = Board()  # shared with the worker: what it runs, and what it has not committed yet
     open_items: dict[str, Item] = {}

@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 from .config import Config
 from .errors import CronjobsError
-from .idle import open_fast, read_meta
+from .idle import read_tick
 from .queue import MessageView, Queue
 from .registry import Registry
 from .web import Response, error_response
@@ -81,12 +81,7 @@ def collect(config: Config, registry: Registry, guard: AbstractContextManager) -
             for status, limit in SHOWN:
                 data["messages"] += queue.jobs(status=status, limit=limit)
             data["counts"] = queue.counts()
-        connection = open_fast(config.database, config.busy_timeout)
-        if connection is not None:
-            try:
-                data["meta"] = read_meta(connection)
-            finally:
-                connection.close()
+        data["meta"] = read_tick(config.database)
     return data
 
 

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator, Optional
 
 from .config import Config
-from .idle import open_fast, read_meta
+from .idle import open_fast, read_tick
 
 # Forking (the tick's worker) while another thread is inside SQLite could copy a held SQLite mutex into
 # the child, which would then hang until the hard limit. Threads that touch the database hold this lock,
@@ -79,14 +79,12 @@ def read_health(config: Config, now: Optional[float] = None) -> tuple[bool, dict
     from .schedule import FAILED_OUTCOMES
 
     now = time.time() if now is None else now
-    meta: dict[str, str] = {}
     counts = dict.fromkeys(STATUSES, 0)
     failing: list[str] = []
     with db_guard:
         connection = open_fast(config.database, config.busy_timeout)
         if connection is not None:
             try:
-                meta = read_meta(connection)
                 counts.update(connection.execute(
                     "SELECT status, COUNT(*) FROM message WHERE kind = 'message' GROUP BY status"))
                 marks = ", ".join("?" * len(FAILED_OUTCOMES))
@@ -97,6 +95,7 @@ def read_health(config: Config, now: Optional[float] = None) -> tuple[bool, dict
                 pass
             finally:
                 connection.close()
+    meta = read_tick(config.database)
     finished = _float(meta.get("tick.finished"))
     age = None if finished is None else max(now - finished, 0.0)
     healthy = age is not None and age <= config.stale_after
@@ -118,14 +117,7 @@ def seconds_until_allowed(config: Config, now: Optional[float] = None) -> Option
     """Whole seconds until `[http] min_interval` has passed since the last tick started; None if it has."""
     if config.http.min_interval <= 0:
         return None
-    with db_guard:
-        connection = open_fast(config.database, config.busy_timeout)
-        if connection is None:
-            return None
-        try:
-            started = _float(read_meta(connection).get("tick.started"))
-        finally:
-            connection.close()
+    started = _float(read_tick(config.database).get("tick.started"))
     if started is None:
         return None
     wait = started + config.http.min_interval - (time.time() if now is None else now)

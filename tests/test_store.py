@@ -21,7 +21,7 @@ def test_schema_is_created_in_wal_mode_and_versioned(tmp_path):
     assert migrate(database, models) == SCHEMA_VERSION  # idempotent
     database.close()
     tables = {row[0] for row in sqlite3.connect(path).execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert {"job_state", "message", "attempt", "warning", "attachment", "attachment_chunk", "meta"} <= tables
+    assert {"job_state", "message", "attempt", "warning", "attachment", "attachment_chunk"} <= tables
 
 
 def test_the_idle_path_knows_the_schema_version_without_importing_peewee():

@@ -325,3 +325,30 @@ def later(ctx):
     assert project.run().returncode == 0
     assert project.ran() == ["later 1", "later 1"]  # Retry uses no attempt
     assert json.loads(project.run("list", "--json").stdout)[0]["last_outcome"] == "success"
+
+
+def test_tick_facts_live_beside_the_database_and_an_idle_tick_does_not_write_it(project):
+    from cronjobs.idle import read_tick
+
+    project.write_jobs("@cronjobs.daily\ndef d(ctx): pass\n")
+    assert project.run().returncode == 0
+    assert read_tick(str(project.database))["tick.outcome"] == "ok"
+    wal = project.path / "run-cron.sqlite3-wal"
+
+    def database_state():
+        return project.database.stat().st_mtime_ns, wal.stat().st_size if wal.exists() else None
+
+    before = database_state()
+    assert project.run().returncode == 0
+    facts = read_tick(str(project.database))
+    assert facts["tick.outcome"] == "idle" and facts["tick.trigger"] == "cli"
+    assert database_state() == before
+
+
+def test_unwritable_tick_file_is_an_error_line(project):
+    project.write_jobs("@cronjobs.daily\ndef d(ctx): pass\n")
+    (project.path / "run-cron.sqlite3-tick").mkdir()
+    result = project.run()
+    assert result.returncode == 2
+    assert len(result.stderr.splitlines()) == 1 and "Is a directory" in result.stderr
+    assert [p.name for p in project.path.iterdir() if ".sqlite3-tick." in p.name] == []
