@@ -99,12 +99,6 @@ class Runs:
 
     # -- transactions -------------------------------------------------------------------------
 
-    def _begin(self) -> None:
-        self.db.execute("BEGIN IMMEDIATE")
-
-    def _commit(self) -> None:
-        self.db.execute("COMMIT")
-
     def _rollback(self) -> None:
         if self.db.in_transaction:
             self.db.execute("ROLLBACK")
@@ -121,9 +115,8 @@ class Runs:
     def claim_messages(self, now: float, limit: int = 1, exclude_types: Iterable[str] = ()) -> list[Run]:
         """Mark up to `limit` runnable messages pending, committing deferred completions with them."""
         excluded = tuple(exclude_types)
-        self._begin()
-        try:
-            self._write_completions()
+
+        def write() -> list[Run]:
             rows = self.db.execute(claim_sql(len(excluded), limit), (now, *excluded)).fetchall()
             claimed = [Run.from_row(row, now) for row in rows]
             if claimed:
@@ -132,12 +125,9 @@ class Runs:
                     "attempt_seq = seq WHERE id = ?",
                     [(run.started_at, now, run.id) for run in claimed],
                 )
-            self._commit()
-        except BaseException:
-            self._rollback()
-            raise
-        self._committed()
-        return claimed
+            return claimed
+
+        return self._finish(write)
 
     def claim_message(self, now: float, exclude_types: Iterable[str] = ()) -> Optional[Run]:
         """The next runnable message, marked pending; None when none is runnable."""
@@ -158,9 +148,8 @@ class Runs:
 
     def start_job_run(self, job_name: str, now: float, resume: Optional[str] = None) -> Run:
         """Open a run of a periodic job: resume its unfinished run `resume`, or create one."""
-        self._begin()
-        try:
-            self._write_completions()
+
+        def write() -> Run:
             row = None
             if resume:
                 row = self.db.execute(
@@ -182,12 +171,9 @@ class Runs:
                 "UPDATE message SET status = 'pending', attempt_started_at = ?, attempt_seq = seq WHERE id = ?",
                 (now, run.id),
             )
-            self._commit()
-        except BaseException:
-            self._rollback()
-            raise
-        self._committed()
-        return run
+            return run
+
+        return self._finish(write)
 
     # -- while running ------------------------------------------------------------------------
 
@@ -223,14 +209,13 @@ class Runs:
 
     def attach(self, run: Run, name: str, chunks: Iterable[bytes], now: float) -> int:
         """Store an attachment in chunks (replacing one of the same name); returns its size."""
-        self._begin()
-        try:
+
+        def write() -> int:
             self.db.execute("DELETE FROM attachment WHERE message_id = ? AND name = ?", (run.id, name))
-            cursor = self.db.execute(
+            attachment_id = self.db.execute(
                 "INSERT INTO attachment (message_id, name, size, created_at) VALUES (?, ?, 0, ?)",
                 (run.id, name, now),
-            )
-            attachment_id = cursor.lastrowid
+            ).lastrowid
             size = 0
             for seq, chunk in enumerate(chunks):
                 size += len(chunk)
@@ -239,11 +224,9 @@ class Runs:
                     (attachment_id, seq, chunk),
                 )
             self.db.execute("UPDATE attachment SET size = ? WHERE id = ?", (size, attachment_id))
-            self._commit()
             return size
-        except BaseException:
-            self._rollback()
-            raise
+
+        return self._finish(write)
 
     def enqueue(self, **fields: Any) -> str:
         from .queue import insert_message
@@ -270,14 +253,7 @@ class Runs:
     def flush(self) -> None:
         """Commit deferred completions now."""
         if self._completed:
-            self._begin()
-            try:
-                self._write_completions()
-                self._commit()
-            except BaseException:
-                self._rollback()
-                raise
-            self._committed()
+            self._finish(lambda: None)
 
     def _write_completions(self) -> None:
         """Inside a transaction: write deferred completions; a run cancelled meanwhile stays cancelled."""
@@ -314,12 +290,15 @@ class Runs:
         return outcome
 
     def _finish(self, write: Any) -> Any:
-        """Run `write()` in one transaction together with the deferred completions."""
-        self._begin()
+        """Run `write()` in one write transaction together with the deferred completions.
+
+        Every state change of a run goes through here, so no commit leaves a completion behind.
+        """
+        self.db.execute("BEGIN IMMEDIATE")
         try:
             self._write_completions()
             result = write()
-            self._commit()
+            self.db.execute("COMMIT")
         except BaseException:
             self._rollback()
             raise
