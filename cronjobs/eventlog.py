@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable, Optional
 
+from .registry import FAILED_OUTCOMES
+
 EVENTS = "cronjobs.events"
-FAILED = frozenset({"failed", "timeout", "crashed"})
 
 events_log = logging.getLogger(EVENTS)
 
@@ -46,7 +47,7 @@ class TickLog:
                             event.get("attempt"), f" ({event['reason']})" if event.get("reason") else "")
         elif kind == "end":
             outcome = event.get("outcome")
-            events_log.log(logging.WARNING if outcome in FAILED else logging.INFO,
+            events_log.log(logging.WARNING if outcome in FAILED_OUTCOMES else logging.INFO,
                            "end %s %s %s: %s in %.3f s%s", event.get("kind"), event.get("name"), event.get("uuid"),
                            outcome, event.get("duration") or 0.0,
                            f": {event['error']}" if event.get("error") else "")

@@ -15,6 +15,14 @@ from .errors import JobDefinitionError, JobLoadError
 #: Interval schedules, longest period first: the order in which one tick runs them.
 INTERVALS = ("yearly", "monthly", "weekly", "daily", "hourly", "minutely")
 
+#: Outcomes of a run that count as failures: retried with backoff, reported, exit code 1.
+FAILED_OUTCOMES = frozenset({"failed", "timeout", "crashed"})
+
+
+def schedule_key(schedule: str, tz_name: str) -> str:
+    """What a job's cached next-due time depends on: a change of either invalidates it."""
+    return f"{schedule}|{tz_name}"
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 

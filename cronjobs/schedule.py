@@ -14,12 +14,10 @@ from datetime import datetime, timedelta, timezone, tzinfo
 from functools import cache, lru_cache
 from typing import Optional
 
-from .registry import INTERVALS
+from .registry import FAILED_OUTCOMES, INTERVALS
 
 UTC = timezone.utc
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-#: Outcomes after which a job is retried with backoff before its next regular time.
-FAILED_OUTCOMES = frozenset({"failed", "timeout", "crashed"})
 
 
 @cache
@@ -206,8 +204,3 @@ _PERIOD_NAME = {
     "hourly": "hour",
     "minutely": "minute",
 }
-
-
-def schedule_key(schedule: str, tz: tzinfo) -> str:
-    """What the cached next-due time depends on: a change of either invalidates it."""
-    return f"{schedule}|{tz}"

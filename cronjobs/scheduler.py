@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Iterable, Optional
 
-from .registry import Job
-from .schedule import FAILED_OUTCOMES, UTC, LastRun, count_failures, decide, next_due, schedule_key
+from .registry import FAILED_OUTCOMES, Job, schedule_key
+from .schedule import UTC, LastRun, count_failures, decide, next_due
 
 
 @dataclass
@@ -74,7 +74,7 @@ def sync_states(
     """Register new jobs and refresh cached due times whose schedule or time zone changed."""
     states = load_states(db)
     for job in jobs:
-        key = schedule_key(job.schedule, tz)
+        key = schedule_key(job.schedule, str(tz))
         state = states.get(job.name)
         if state is None:
             state = JobState(job.name, key, now, None, None, None, None, 0, None, None)
@@ -143,7 +143,7 @@ def record_outcome(
     db.execute(
         "UPDATE job_state SET last_run = ?, last_finished = ?, last_outcome = ?, last_error = ?, "
         "failures = ?, next_due = ?, current = NULL, schedule = ? WHERE name = ?",
-        (started_at, finished_at, last.outcome, error, failures, due, schedule_key(job.schedule, tz), job.name),
+        (started_at, finished_at, last.outcome, error, failures, due, schedule_key(job.schedule, str(tz)), job.name),
     )
     if state is not None:
         state.last_run, state.last_finished, state.last_outcome = started_at, finished_at, last.outcome

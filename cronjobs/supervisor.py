@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 Emit = Callable[..., None]
@@ -30,7 +30,6 @@ class Supervised:
     exit_status: Optional[int]  # the worker's exit code; None when killed by a signal
     signal: Optional[int] = None
     error: Optional[str] = None  # set when the worker raised out of its work function
-    events: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
@@ -187,7 +186,6 @@ def _dispatch(line: bytes, result: Supervised, on_event: Callable[[dict[str, Any
         return
     if event.get("event") == "error":
         result.error = event.get("error")
-    result.events.append(event)
     on_event(event)
 
 

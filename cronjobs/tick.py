@@ -16,12 +16,11 @@ from .config import Config, Record
 from .errors import StoreError
 from .idle import TICK_KEYS, is_idle, open_fast, read_tick, record_tick
 from .lock import SupervisorLock
-from .registry import Job, Registry
+from .registry import FAILED_OUTCOMES, Job, Registry, schedule_key
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1  # kept equal to store.SCHEMA_VERSION (checked by a test) without importing peewee
-FAILED = frozenset({"failed", "timeout", "crashed"})
 
 
 def soft_margin(time_limit: float) -> float:
@@ -72,7 +71,7 @@ class TickResult(Record):
 
     @property
     def failed(self) -> list[Item]:
-        return [item for item in self.items if item.outcome in FAILED]
+        return [item for item in self.items if item.outcome in FAILED_OUTCOMES]
 
     @property
     def outcome(self) -> str:
@@ -158,7 +157,7 @@ def run_tick(
                     result.status, result.retry_after = "too_soon", wait
                     return result
             tz_key = config.tz_key  # the schedule key's zone: str(config.tz), without loading the zone
-            jobs = [(job.name, f"{job.schedule}|{tz_key}") for job in registry.jobs.values()]
+            jobs = [(job.name, schedule_key(job.schedule, tz_key)) for job in registry.jobs.values()]
             if force is None and fast is not None and is_idle(fast, jobs, result.started_at, SCHEMA_VERSION):
                 result.status = "idle"
             else:
