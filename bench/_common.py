@@ -6,6 +6,7 @@ import os
 import statistics
 import sys
 import textwrap
+from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(os.path.abspath(sys.executable))  # the venv's bin/ when run with .venv/bin/python
@@ -59,6 +60,16 @@ def make_setup(directory: str, synchronous: str = "NORMAL", time_limit: float = 
             synchronous = {synchronous}
             """))
     return config
+
+
+def fill_queue(connection: Any, count: int, pad: str = "") -> None:
+    """Queue `count` no-op `bench.noop` messages in one transaction."""
+    from cronjobs.queue import insert_message
+
+    connection.execute("BEGIN IMMEDIATE")
+    for index in range(count):
+        insert_message(connection, "bench.noop", {"n": index, "pad": pad} if pad else {"n": index})
+    connection.execute("COMMIT")
 
 
 def median(values: list[float]) -> float:

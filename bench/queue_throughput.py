@@ -3,7 +3,7 @@
 Both run in this process, side by side, on files in one temporary directory, at the same SQLite
 `synchronous` level (FULL, then NORMAL), WAL mode for both. Only the drain is timed:
 
-* run-cron: N messages enqueued with `cronjobs.queue.insert_message`, then
+* run-cron: N messages enqueued with `cronjobs.queue.insert_message` (`_common.fill_queue`), then
   `Worker(Runs(connection), ...).drain_queue()` on a `connect_store(path, synchronous=LEVEL)` database
   (per message: claim transaction with an attempt row, the handler, complete transaction).
 * huey: N no-op tasks enqueued, then `while (task := huey.dequeue()) is not None: huey.execute(task)`
@@ -24,11 +24,10 @@ import sys
 import tempfile
 import time
 
-from _common import RUN_CRON, median, verdict
+from _common import RUN_CRON, fill_queue, median, verdict
 from huey import SqliteHuey
 from huey.storage import SqliteStorage
 
-from cronjobs.queue import insert_message
 from cronjobs.registry import Handler, Registry
 from cronjobs.runs import Runs
 from cronjobs.schedule import UTC
@@ -46,10 +45,7 @@ def ours(directory: str, count: int, level: str) -> tuple[float, int]:
     path = os.path.join(directory, f"run-cron-{level}-{time.monotonic_ns()}.sqlite3")
     database, _ = connect_store(path, synchronous=level)
     connection = database.connection()
-    connection.execute("BEGIN IMMEDIATE")
-    for index in range(count):
-        insert_message(connection, "bench.noop", {"n": index})
-    connection.execute("COMMIT")
+    fill_queue(connection, count)
     registry = Registry()
     registry.add_handler(Handler("bench.noop", noop_handler))
     worker = Worker(Runs(connection), registry, UTC)
@@ -112,11 +108,7 @@ def whole_tick(directory: str, count: int, level: str) -> float:
         handle.write(f"[run-cron]\ndatabase = db.sqlite3\nlock_file = run-cron.lock\njobs = bench_jobs\n"
                      f"python_path = .\ntime_limit = 0\nsynchronous = {level}\n")
     database, _ = connect_store(os.path.join(project, "db.sqlite3"), synchronous=level)
-    connection = database.connection()
-    connection.execute("BEGIN IMMEDIATE")
-    for index in range(count):
-        insert_message(connection, "bench.noop", {"n": index})
-    connection.execute("COMMIT")
+    fill_queue(database.connection(), count)
     database.close()
     subprocess.run([RUN_CRON, "--config", config, "--force", "all"], check=True)  # built-in jobs out of the way
     began = time.perf_counter()

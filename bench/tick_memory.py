@@ -18,9 +18,8 @@ import sys
 import tempfile
 import time
 
-from _common import RUN_CRON, make_setup, verdict
+from _common import RUN_CRON, fill_queue, make_setup, verdict
 
-from cronjobs.queue import insert_message
 from cronjobs.store import connect_store
 
 TARGET_MB = 60
@@ -32,11 +31,7 @@ def main() -> int:
         config = make_setup(directory)
         database_path = os.path.join(directory, "run-cron.sqlite3")
         database, _ = connect_store(database_path)
-        connection = database.connection()
-        connection.execute("BEGIN IMMEDIATE")
-        for index in range(count):
-            insert_message(connection, "bench.noop", {"n": index, "pad": "x" * 100})
-        connection.execute("COMMIT")
+        fill_queue(database.connection(), count, pad="x" * 100)
         database.close()
         began = time.perf_counter()
         result = subprocess.run([RUN_CRON, "--config", config, "--time-limit", "0"], capture_output=True, text=True)
