@@ -12,6 +12,7 @@ from datetime import datetime, tzinfo
 from typing import Iterable, Optional
 
 from .registry import FAILED_OUTCOMES, Job, schedule_key
+from .runs import Run, Runs
 from .schedule import UTC, LastRun, count_failures, decide, next_due
 
 
@@ -148,3 +149,25 @@ def record_outcome(
     if state is not None:
         state.last_run, state.last_finished, state.last_outcome = started_at, finished_at, last.outcome
         state.last_error, state.failures, state.next_due, state.current = error, failures, due, None
+
+
+def settle(
+    runs: Runs,
+    jobs: dict[str, Job],
+    now: float,
+    reason: str,
+    tz: tzinfo,
+    backoff: float,
+    board: Optional[tuple[Optional[int], list[int]]] = None,
+) -> list[tuple[Run, str]]:
+    """Settle the runs a dead worker left pending (`Runs.recover`), and record the periodic runs
+    that ended with it (`reason`: "timeout" or "crashed") in their jobs' state."""
+    settled = runs.recover(now, reason, board)
+    ended = [(run, jobs[run.type]) for run, outcome in settled
+             if outcome == reason and run.kind == "job" and run.type in jobs]
+    if ended:
+        states = load_states(runs.db)
+        error = "stopped at the time limit" if reason == "timeout" else "the worker died"
+        for run, job in ended:
+            record_outcome(runs.db, job, states.get(job.name), run.started_at, reason, error, now, tz, backoff)
+    return settled

@@ -270,22 +270,14 @@ def _prepare_store(config: Config) -> None:
 def _settle(config: Config, registry: Registry, tz: Any, reason: str, clock: Callable[[], float],
             board: tuple[Optional[int], list[int]]) -> list[tuple[str, str, str, str]]:
     from .runs import Runs
-    from .scheduler import load_states, record_outcome
+    from .scheduler import settle
 
     connection = open_fast(config.database, config.busy_timeout, config.synchronous)
     if connection is None:
         return []
     try:
-        runs = Runs(connection, config.retry_backoff)
-        now = clock()
-        settled = runs.recover(now, reason, board)
-        states = load_states(connection)
-        for run, outcome in settled:
-            job = registry.jobs.get(run.type) if run.kind == "job" else None
-            if job is not None and outcome not in ("continued", "released", "completed"):
-                record_outcome(connection, job, states.get(job.name), run.started_at, outcome,
-                               "stopped at the time limit" if reason == "timeout" else "the worker died",
-                               now, tz, config.retry_backoff)
+        settled = settle(Runs(connection, config.retry_backoff), registry.jobs, clock(), reason, tz,
+                         config.retry_backoff, board)
         return [(run.uuid, run.kind, run.type, outcome) for run, outcome in settled]
     finally:
         connection.close()

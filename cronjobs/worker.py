@@ -18,7 +18,7 @@ from .context import Context
 from .errors import Cancelled, PermanentError, Retry
 from .registry import Job, Registry
 from .runs import Run, Runs
-from .scheduler import JobState, Planned, load_states, plan, record_outcome, sync_states
+from .scheduler import JobState, Planned, plan, record_outcome, settle, sync_states
 
 log = logging.getLogger(__name__)
 
@@ -115,15 +115,8 @@ class Worker:
 
     def settle_abandoned(self) -> None:
         """Runs left pending by a tick that died: the lock we hold proves nothing runs them now."""
-        now = self.clock()
-        settled = self.runs.recover(now, "crashed")
-        states = load_states(self.runs.db) if settled else {}
-        for run, outcome in settled:
+        for run, outcome in settle(self.runs, self.registry.jobs, self.clock(), "crashed", self.tz, self.backoff):
             self.emit("recovered", kind=run.kind, name=run.type, uuid=run.uuid, outcome=outcome)
-            job = self.registry.jobs.get(run.type) if run.kind == "job" else None
-            if job is not None and outcome != "continued":
-                record_outcome(self.runs.db, job, states.get(job.name), run.started_at, outcome,
-                               "the worker died", now, self.tz, self.backoff)
 
     def run_message(self, run: Run, handlers: dict[str, Any]) -> float:
         """Run one claimed message; returns how long it took."""
@@ -177,9 +170,7 @@ class Worker:
         self.runs.board.set_current(run.id)
         outcome, error = execute(self.runs, run, job.func, ctx, self.clock)
         self.runs.board.set_current(0)
-        if outcome == "retry":
-            self.runs.db.execute("UPDATE job_state SET current = ? WHERE name = ?", (run.uuid, job.name))
-        else:
+        if outcome != "retry":  # after Retry the run stays the job's current one, resumed when due
             record_outcome(
                 self.runs.db, job, state, run.started_at, outcome, error, self.clock(), self.tz, self.backoff
             )
