@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable, Optional
 
-from .registry import FAILED_OUTCOMES
+from .constants import FAILED_OUTCOMES
 
 EVENTS = "cronjobs.events"
 

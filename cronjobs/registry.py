@@ -10,18 +10,8 @@ import importlib
 import sys
 from typing import Any, Callable, Iterable, Optional, TypeVar, Union, overload
 
+from .constants import FAILED_OUTCOMES, INTERVALS, schedule_key  # noqa: F401 (re-exported)
 from .errors import JobDefinitionError, JobLoadError
-
-#: Interval schedules, longest period first: the order in which one tick runs them.
-INTERVALS = ("yearly", "monthly", "weekly", "daily", "hourly", "minutely")
-
-#: Outcomes of a run that count as failures: retried with backoff, reported, exit code 1.
-FAILED_OUTCOMES = frozenset({"failed", "timeout", "crashed"})
-
-
-def schedule_key(schedule: str, tz_name: str) -> str:
-    """What a job's cached next-due time depends on: a change of either invalidates it."""
-    return f"{schedule}|{tz_name}"
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone, tzinfo
 from functools import cache, lru_cache
 from typing import Optional
 
-from .registry import FAILED_OUTCOMES, INTERVALS
+from .constants import FAILED_OUTCOMES, INTERVALS
 
 UTC = timezone.utc
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Iterable, Optional
 
-from .registry import FAILED_OUTCOMES, Job, schedule_key
+from .constants import FAILED_OUTCOMES, schedule_key
+from .registry import Job
 from .runs import Run, Runs
 from .schedule import UTC, LastRun, count_failures, decide, next_due
 

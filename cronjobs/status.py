@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from .constants import FAILED_OUTCOMES
 from .idle import open_fast, read_tick
 from .lock import SupervisorLock
 from .queue import iso
@@ -20,7 +21,6 @@ from .runs import STATUSES
 
 OK, WARNING, CRITICAL = 0, 1, 2
 LABELS = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL"}
-FAILED_OUTCOMES = frozenset({"failed", "timeout", "crashed"})
 FAILED_SHOWN = 20
 
 

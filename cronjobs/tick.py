@@ -13,10 +13,11 @@ import time
 from typing import Any, Callable, Optional
 
 from .config import Config, Record
+from .constants import FAILED_OUTCOMES, schedule_key
 from .errors import StoreError
 from .idle import TICK_KEYS, is_idle, open_fast, read_tick, record_tick
 from .lock import SupervisorLock
-from .registry import FAILED_OUTCOMES, Job, Registry, schedule_key
+from .registry import Job, Registry
 
 log = logging.getLogger(__name__)
 

@@ -75,7 +75,7 @@ def _float(value: Optional[str]) -> Optional[float]:
 
 def read_health(config: Config, now: Optional[float] = None) -> tuple[bool, dict[str, Any]]:
     """(healthy, report): a tick finished within `stale_after`; counts and names only, no payloads."""
-    from .registry import FAILED_OUTCOMES
+    from .constants import FAILED_OUTCOMES
     from .runs import STATUSES
 
     now = time.time() if now is None else now

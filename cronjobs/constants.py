@@ -1,0 +1,18 @@
+"""Names shared by the declarations (registry), the scheduling rules (schedule) and the idle path.
+
+A leaf module with no imports, so none of them needs another just for these names: schedule no longer
+imports registry, and the idle tick pays for one tiny module.
+"""
+
+from __future__ import annotations
+
+#: Interval schedules, longest period first: the order in which one tick runs them.
+INTERVALS = ("yearly", "monthly", "weekly", "daily", "hourly", "minutely")
+
+#: Outcomes of a run that count as failures: retried with backoff, reported, exit code 1.
+FAILED_OUTCOMES = frozenset({"failed", "timeout", "crashed"})
+
+
+def schedule_key(schedule: str, tz_name: str) -> str:
+    """What a job's cached next-due time depends on: a change of either invalidates it."""
+    return f"{schedule}|{tz_name}"
