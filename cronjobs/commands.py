@@ -219,16 +219,31 @@ def install(state: State, config_path: Optional[str], every: int, print_only: bo
 @json_option
 @click.pass_obj
 def status(state: State, config_path: Optional[str], as_json: bool) -> None:
-    """Health for monitoring; exit 0 OK, 1 WARNING, 2 CRITICAL (the Nagios convention).
+    """Health for monitoring; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (the Nagios convention).
 
     WARNING: failed messages, or periodic jobs that failed or are overdue. CRITICAL: no tick finished
-    within [run-cron] stale_after seconds, or none ever.
+    within [run-cron] stale_after seconds, or none ever, or a database that is corrupt, read-only or on
+    a full disk. UNKNOWN: the files belong to another user and cannot be read.
     """
+    from .errors import StoreError
+    from .lock import LockError
     from .registry import registry
-    from .status import check, render
+    from .status import cannot_check, check, render
 
     config = state.config(config_path)
-    result = check(config, registry)
+    try:
+        result = check(config, registry)
+    except (StoreError, LockError) as exc:
+        code, summary = cannot_check(exc)
+        click.echo(f"run-cron: error: {exc}", err=True)
+        if as_json:
+            import json
+
+            click.echo(json.dumps({"status": summary.split(" ", 1)[0], "code": code, "summary": summary,
+                                   "problems": [str(exc)]}, indent=2))
+        else:
+            click.echo(summary)
+        sys.exit(code)
     if as_json:
         import json
 

@@ -79,6 +79,9 @@ class StoreError(CronjobsError):
 
     def __init__(self, path: str, cause: BaseException | str) -> None:
         self.path = path
+        self.cause = cause
+        #: The problem without the file's path, for answers to unauthenticated clients (/health).
+        self.reason = str(cause)
         super().__init__(f"database {path}: {cause}")
 
 

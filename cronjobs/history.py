@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from .errors import StoreError
-from .idle import open_fast
+from .idle import no_schema, open_fast
 from .queue import iso
 
 DEFAULT_LIMIT = 50
@@ -57,13 +57,16 @@ def read(connection: sqlite3.Connection, name: Optional[str] = None, limit: int 
     try:
         return [Entry(*row) for row in connection.execute(sql, params)]
     except sqlite3.OperationalError as exc:
-        if "no such table" in str(exc):
+        if no_schema(exc):
             return []
         raise
 
 
 def history(config: Any, name: Optional[str] = None, limit: int = DEFAULT_LIMIT) -> list[Entry]:
-    """`read` on the configured database; empty when there is no database yet."""
+    """`read` on the configured database; empty when there is no database yet.
+
+    Raises StoreError when the database cannot be read (unreadable, corrupt, truncated, full disk).
+    """
     connection = open_fast(config.database, config.busy_timeout)
     if connection is None:
         return []

@@ -12,16 +12,37 @@ import os
 import sqlite3
 from typing import Iterable, Optional
 
+from .errors import StoreError
+
 TICK_KEYS = ("tick.started", "tick.finished", "tick.duration", "tick.outcome", "tick.trigger")
 
 
 def open_fast(path: str, busy_timeout: float = 10.0, synchronous: str = "NORMAL") -> Optional[sqlite3.Connection]:
-    """A plain sqlite3 connection in autocommit mode, or None when the database does not exist yet."""
+    """A plain sqlite3 connection in autocommit mode, or None when the database does not exist yet.
+
+    Raises StoreError when the file cannot be opened as a database (unreadable, corrupt, read-only
+    without its -shm file, full disk): the first statement is where SQLite finds out.
+    """
     if not os.path.exists(path):
         return None
-    connection = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
-    connection.execute(f"PRAGMA synchronous = {synchronous}")
+    try:
+        connection = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise StoreError(path, exc) from exc
+    try:
+        connection.execute(f"PRAGMA synchronous = {synchronous}")
+    except sqlite3.Error as exc:
+        connection.close()
+        raise StoreError(path, exc) from exc
     return connection
+
+
+def no_schema(exc: sqlite3.Error) -> bool:
+    """True for the error of a database created but not migrated yet (no tables): read as empty.
+
+    Every other error (corrupt, truncated, disk I/O, locked) is a real one and must not read as empty.
+    """
+    return isinstance(exc, sqlite3.OperationalError) and str(exc).startswith("no such table")
 
 
 def is_idle(
@@ -86,10 +107,17 @@ def record_tick(database: str, values: dict[str, object]) -> None:
 
 
 def read_tick(database: str) -> dict[str, str]:
-    """The facts `record_tick` stored last; {} before the first tick."""
+    """The facts `record_tick` stored last; {} before the first tick.
+
+    Garbage in the file reads as missing values (never a decoding error); a file that exists but cannot
+    be read raises StoreError.
+    """
+    path = tick_file(database)
     try:
-        with open(tick_file(database), encoding="utf-8") as handle:
+        with open(path, encoding="utf-8", errors="replace") as handle:
             lines = handle.read().splitlines()
     except (FileNotFoundError, NotADirectoryError):
         return {}
+    except OSError as exc:
+        raise StoreError(database, f"cannot read {path}: {exc.strerror or exc}") from exc
     return dict(line.split("=", 1) for line in lines if "=" in line)

@@ -6,6 +6,7 @@ holding process dies, kill -9 included: no stale lock to clean up, no pid file t
 
 from __future__ import annotations
 
+import fcntl
 import os
 from typing import Optional
 
@@ -18,6 +19,9 @@ class LockError(CronjobsError):
     """The lock file cannot be created or locked at all (not: someone else holds it)."""
 
     def __init__(self, path: str, cause: object) -> None:
+        self.path = path
+        #: The problem without the file's path, for answers to unauthenticated clients.
+        self.reason = str(cause)
         super().__init__(f"lock file {path}: {cause}")
 
 
@@ -53,11 +57,27 @@ class SupervisorLock:
         return getattr(self._lock._context, "lock_file_fd", None)  # noqa: SLF001
 
     def held_elsewhere(self) -> bool:
-        """True while another process holds the lock (a tick is running)."""
-        if self.acquire():
-            self.release()
+        """True while another process holds the lock (a tick is running).
+
+        Probes through a read-only descriptor of its own (flock ignores the open mode), so a reader
+        such as `status` never creates the file and needs no write permission. A missing file means
+        no tick ever ran here; a file that exists but cannot be opened raises LockError.
+        """
+        try:
+            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except (FileNotFoundError, NotADirectoryError):
             return False
-        return True
+        except OSError as exc:
+            raise LockError(self.path, exc.strerror or exc) from exc
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return False
+        finally:
+            os.close(fd)
 
     def __enter__(self) -> SupervisorLock:
         return self

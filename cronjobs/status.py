@@ -1,26 +1,30 @@
 """Is run-cron healthy? The facts monitoring needs, and a verdict in the Nagios convention.
 
 0 OK; 1 WARNING: failed messages, or periodic jobs whose last run failed or that are overdue although
-ticks run; 2 CRITICAL: no tick finished within `stale_after` seconds, or none ever. The highest applies.
-Reading is plain sqlite3 and never writes; `evaluate` is a pure function of the facts and `now`.
+ticks run; 2 CRITICAL: no tick finished within `stale_after` seconds, or none ever, or the database is
+corrupt, truncated, read-only or on a full disk; 3 UNKNOWN: this user cannot read files another user
+owns, so nothing can be checked. The highest applies. Reading is plain sqlite3 and never writes;
+`evaluate` is a pure function of the facts and `now`.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from .constants import FAILED_OUTCOMES
-from .idle import open_fast, read_tick
-from .lock import SupervisorLock
+from .errors import StoreError
+from .idle import no_schema, open_fast, read_tick
+from .lock import LockError, SupervisorLock
 from .queue import iso
 from .registry import Registry
 from .runs import STATUSES
 
-OK, WARNING, CRITICAL = 0, 1, 2
-LABELS = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL"}
+OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
+LABELS = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
 FAILED_SHOWN = 20
 
 
@@ -160,7 +164,10 @@ def evaluate(facts: Facts, now: float, stale_after: float) -> Status:
 
 
 def collect(config: Any, registry: Registry) -> Facts:
-    """Read the facts from the store and the lock; a missing database gives empty facts."""
+    """Read the facts from the store and the lock; a missing database gives empty facts.
+
+    Raises StoreError or LockError when they cannot be read (see `cannot_check`).
+    """
     facts = Facts(running=SupervisorLock(config.lock_file).held_elsewhere())
     facts.meta = read_tick(config.database)
     connection = open_fast(config.database, config.busy_timeout)
@@ -183,8 +190,10 @@ def collect(config: Any, registry: Registry) -> Facts:
                 for row in connection.execute(
                     "SELECT name, last_run, last_outcome, last_error, next_due, current FROM job_state")
             }
-        except sqlite3.OperationalError:  # created, but no schema yet
-            return facts
+        except sqlite3.Error as exc:
+            if no_schema(exc):  # created, but no schema yet
+                return facts
+            raise StoreError(config.database, exc) from exc
     finally:
         connection.close()
     for job in registry.ordered_jobs():
@@ -201,6 +210,35 @@ def check(config: Any, registry: Registry, now: Optional[float] = None) -> Statu
     """`collect` and `evaluate` at `now` (default: the current time)."""
     facts = collect(config, registry)
     return evaluate(facts, time.time() if now is None else now, config.stale_after)
+
+
+def cannot_check(exc: Union[StoreError, LockError]) -> tuple[int, str]:
+    """The verdict when the facts cannot be read: (code, Nagios summary line).
+
+    UNKNOWN when the file belongs to another user (the check runs as the wrong user: it says nothing
+    about the ticks, which run as the owner); CRITICAL otherwise, because a corrupt, truncated or
+    read-only database, or a full disk, stops the ticks of its owner too.
+    """
+    cause = exc.cause if isinstance(exc, StoreError) else None
+    corrupt = isinstance(cause, sqlite3.DatabaseError) and not isinstance(cause, sqlite3.OperationalError)
+    if not corrupt and _foreign(exc.path):
+        return UNKNOWN, f"UNKNOWN - cannot check as uid {os.geteuid()}: {exc}"
+    return CRITICAL, f"CRITICAL - {exc}"
+
+
+def _foreign(path: str) -> bool:
+    """True when `path` (or the nearest directory above it that exists) is another user's, or hidden."""
+    path = os.path.abspath(path)
+    while True:
+        try:
+            return os.stat(path).st_uid != os.geteuid()
+        except FileNotFoundError:
+            parent = os.path.dirname(path)
+            if parent == path:
+                return False
+            path = parent
+        except OSError:  # a directory on the way that this user may not enter
+            return True
 
 
 def render(status: Status, tz: Any) -> str:

@@ -7,7 +7,8 @@ import time
 from datetime import datetime, timezone
 from typing import Any, Iterable, Optional
 
-from .idle import open_fast
+from .errors import StoreError
+from .idle import no_schema, open_fast
 from .queue import MessageView
 from .registry import Job, Registry
 from .schedule import EPOCH, UTC, next_due
@@ -20,8 +21,11 @@ def _read_states(config: Any) -> tuple[dict[str, JobState], Optional[sqlite3.Con
         return {}, None
     try:
         return load_states(connection), connection
-    except sqlite3.OperationalError:  # created but no schema yet
-        return {}, connection
+    except sqlite3.Error as exc:
+        if no_schema(exc):  # created but no schema yet
+            return {}, connection
+        connection.close()
+        raise StoreError(config.database, exc) from exc
 
 
 def local_iso(timestamp: Optional[float], tz: Any) -> Optional[str]:

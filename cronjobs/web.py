@@ -27,7 +27,8 @@ from typing import Any, Callable, Iterable, Optional, Union
 from urllib.parse import parse_qs, quote
 
 from .config import ENV_VAR, Config, find_config_path, load_config
-from .errors import CronjobsError
+from .errors import CronjobsError, StoreError
+from .lock import LockError
 from .web_store import db_guard, read_health, register_fork_hooks, seconds_until_allowed, trigger_lock
 
 log = logging.getLogger(__name__)
@@ -158,7 +159,11 @@ class App:
         method = environ.get("REQUEST_METHOD", "GET").upper()
         try:
             response = self.dispatch(environ, method, began)
-        except CronjobsError as exc:  # configuration, jobs module or database: one line is enough
+        except (StoreError, LockError) as exc:  # the files run-cron works on, not the request: retry later
+            log.error("cannot answer %s %s: %s", method, environ.get("PATH_INFO", ""), exc)
+            what = "database" if isinstance(exc, StoreError) else "lock file"
+            response = json_response(503, {"status": "error", "error": f"{what} unavailable: {exc.reason}"})
+        except CronjobsError as exc:  # configuration or jobs module: one line is enough
             log.error("cannot answer %s %s: %s", method, environ.get("PATH_INFO", ""), exc)
             response = Response(500, b"run-cron: internal error (see the server's log)\n")
         except Exception:

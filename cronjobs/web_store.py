@@ -14,7 +14,8 @@ from contextlib import contextmanager
 from typing import Any, Iterator, Optional
 
 from .config import Config
-from .idle import open_fast, read_tick
+from .errors import StoreError
+from .idle import no_schema, open_fast, read_tick
 
 # Forking (the tick's worker) while another thread is inside SQLite could copy a held SQLite mutex into
 # the child, which would then hang until the hard limit. Threads that touch the database hold this lock,
@@ -74,7 +75,10 @@ def _float(value: Optional[str]) -> Optional[float]:
 
 
 def read_health(config: Config, now: Optional[float] = None) -> tuple[bool, dict[str, Any]]:
-    """(healthy, report): a tick finished within `stale_after`; counts and names only, no payloads."""
+    """(healthy, report): a tick finished within `stale_after`; counts and names only, no payloads.
+
+    Raises StoreError when the database or the tick file cannot be read (the app answers 503).
+    """
     from .constants import FAILED_OUTCOMES
     from .runs import STATUSES
 
@@ -91,8 +95,9 @@ def read_health(config: Config, now: Optional[float] = None) -> tuple[bool, dict
                 failing = [name for (name,) in connection.execute(
                     f"SELECT name FROM job_state WHERE last_outcome IN ({marks}) ORDER BY name",
                     sorted(FAILED_OUTCOMES))]
-            except sqlite3.OperationalError:  # created but no schema yet
-                pass
+            except sqlite3.Error as exc:
+                if not no_schema(exc):  # else: created but no schema yet
+                    raise StoreError(config.database, exc) from exc
             finally:
                 connection.close()
     meta = read_tick(config.database)

@@ -1,0 +1,213 @@
+"""`status`, `list`, `history` and `/health` on a database they cannot use: one line, a documented code.
+
+Each case is made for real: garbage bytes, half of a real database file, a file owned by another user
+(the CLI runs as `nobody` through setpriv), a read-only file and directory, a full disk (RLIMIT_FSIZE).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import resource
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+import pytest
+from conftest import Project, cli_env
+
+NOBODY = 65534
+AS_NOBODY = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+needs_root = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
+                                reason="needs root and setpriv to run the CLI as another user")
+
+JOBS = """
+@cronjobs.daily
+def nightly(ctx): record("nightly")
+
+@cronjobs.handler("mail")
+def mail(ctx, payload): record("mail", payload)
+"""
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory another user may enter (pytest's tmp_path is private to root)."""
+    path = Path(tempfile.mkdtemp(prefix="run-cron-test-", dir="/tmp"))
+    path.chmod(0o755)
+    yield path
+    for directory in [path, *path.rglob("*")]:
+        if directory.is_dir():
+            directory.chmod(0o755)
+    shutil.rmtree(path)
+
+
+def ticked_project(path: Path) -> Project:
+    """A project after one real tick and one enqueued message: a real database file, checkpointed."""
+    project = Project(path)
+    project.write_jobs(JOBS)
+    assert project.run().returncode == 0
+    assert project.run("enqueue", "mail", '"hi"').returncode == 0
+    return project
+
+
+def run_cli(project: Project, command: str, as_user: bool = False,
+            limit_file_size: Optional[int] = None) -> subprocess.CompletedProcess:
+    args = project.command(command)
+    if as_user:
+        args = [*AS_NOBODY, *args]
+
+    def preexec() -> None:
+        if limit_file_size is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit_file_size, limit_file_size))
+
+    return subprocess.run(args, capture_output=True, text=True, timeout=60, env=cli_env(), preexec_fn=preexec)
+
+
+def garbage(project: Project) -> None:
+    project.database.write_bytes(random.Random(8).randbytes(20000))
+
+
+def truncated(project: Project) -> None:
+    data = project.database.read_bytes()
+    project.database.write_bytes(data[: len(data) // 2])
+
+
+COMMANDS = ["status", "list", "history"]
+
+
+def assert_one_line(result: subprocess.CompletedProcess, database: Path, problem: str) -> None:
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines() == [f"run-cron: error: database {database}: {problem}"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("damage, problem", [(garbage, "file is not a database"),
+                                             (truncated, "database disk image is malformed")])
+def test_corrupt_or_truncated_database_is_one_line_and_critical(tmp_path, command, damage, problem):
+    project = ticked_project(tmp_path)
+    damage(project)
+    result = run_cli(project, command)
+    assert_one_line(result, project.database, problem)
+    assert result.returncode == 2  # status: CRITICAL, the others: a database error
+    if command == "status":
+        assert result.stdout == f"CRITICAL - database {project.database}: {problem}\n"
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_full_disk_is_one_line_and_critical(tmp_path, command):
+    project = ticked_project(tmp_path)  # closed cleanly: opening must create the -shm file, which fails
+    result = run_cli(project, command, limit_file_size=1024)
+    assert_one_line(result, project.database, "disk I/O error")
+    assert result.returncode == 2
+
+
+@needs_root
+@pytest.mark.parametrize("command", COMMANDS)
+def test_database_of_another_user_is_unknown_for_status(shared_dir, command):
+    project = ticked_project(shared_dir)
+    project.database.chmod(0o600)  # root's, as the ticks of another account would leave it
+    result = run_cli(project, command, as_user=True)
+    assert_one_line(result, project.database, "unable to open database file")
+    if command == "status":
+        assert result.returncode == 3
+        assert result.stdout == (f"UNKNOWN - cannot check as uid {NOBODY}: database {project.database}: "
+                                 "unable to open database file\n")
+    else:
+        assert result.returncode == 2
+
+
+@needs_root
+@pytest.mark.parametrize("command", COMMANDS)
+def test_read_only_database_and_directory_of_its_owner_is_critical(shared_dir, command):
+    project = ticked_project(shared_dir)
+    for path in shared_dir.iterdir():
+        os.chown(path, NOBODY, NOBODY)
+        path.chmod(0o444)
+    os.chown(shared_dir, NOBODY, NOBODY)
+    shared_dir.chmod(0o555)
+    result = run_cli(project, command, as_user=True)
+    assert_one_line(result, project.database, "attempt to write a readonly database")
+    assert result.returncode == 2
+
+
+def test_status_json_on_a_corrupt_database(tmp_path):
+    project = ticked_project(tmp_path)
+    garbage(project)
+    result = subprocess.run(project.command("status", "--json"), capture_output=True, text=True, timeout=60,
+                            env=cli_env())
+    assert result.returncode == 2
+    assert json.loads(result.stdout) == {
+        "status": "CRITICAL", "code": 2,
+        "summary": f"CRITICAL - database {project.database}: file is not a database",
+        "problems": [f"database {project.database}: file is not a database"]}
+
+
+def test_unreadable_tick_file_garbage_reads_as_no_tick(tmp_path):
+    project = ticked_project(tmp_path)
+    (tmp_path / "run-cron.sqlite3-tick").write_bytes(b"\xff\xfe\x00garbage=\x80\n")
+    result = run_cli(project, "status")
+    assert "Traceback" not in result.stderr
+    assert result.returncode == 2
+    assert result.stdout.startswith("CRITICAL - no tick has ever finished")
+
+
+class Serve:
+    """A real `run-cron serve` on a free port, its stderr in a file."""
+
+    def __init__(self, project: Project) -> None:
+        self.log = project.path / "serve.log"
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(project.command("-v", "serve", "--port", "0"), env=cli_env(),
+                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
+        deadline = time.monotonic() + 20
+        while "serving on http://" not in self.log.read_text():
+            assert self.proc.poll() is None and time.monotonic() < deadline, self.log.read_text()
+            time.sleep(0.05)
+        self.base = self.log.read_text().split("serving on ", 1)[1].split()[0].rstrip("/")
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(self.base + path, timeout=30) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as error:
+            with error:
+                return error.code, error.read()
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(10)
+
+
+@pytest.fixture
+def serving() -> Iterator[Callable[[Project], Serve]]:
+    servers: list[Serve] = []
+
+    def start(project: Project) -> Serve:
+        servers.append(Serve(project))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.mark.parametrize("damage, problem", [(garbage, "file is not a database"),
+                                             (truncated, "database disk image is malformed")])
+def test_health_on_a_corrupt_database_is_503_with_a_json_reason(tmp_path, serving, damage, problem):
+    project = ticked_project(tmp_path)
+    damage(project)
+    server = serving(project)
+    status, body = server.get("/health")
+    assert status == 503
+    assert json.loads(body) == {"status": "error", "error": f"database unavailable: {problem}"}
+    log = server.log.read_text()
+    assert "Traceback" not in log
+    assert f"cannot answer GET /health: database {project.database}: {problem}" in log
