@@ -1,6 +1,6 @@
-"""The subcommands of `run-cron` (`list`, `enqueue`, `status`, ...), split from cli.py so that a tick,
+"""The subcommands of `run-cron` (`list`, `enqueue`, `status`, ...), split from main.py so that a tick,
 which runs none of them, does not build them: their ~40 click options cost about 1 ms at import, on
-every tick. `cli.Group` imports this module when a command name is looked up or help lists them.
+every tick. `main.Group` imports this module when a command name is looked up or help lists them.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from typing import Any, Optional
 
 import click
 
-from .cli import CliError, Reporter, State, config_option, json_option, print_failures
+from .options import CliError, Reporter, State, config_option, json_option, print_failures
 
-#: Holds the subcommands; `cli.Group.get_command` and `list_commands` read `COMMANDS.commands`.
+#: Holds the subcommands; `main.Group.get_command` and `list_commands` read `COMMANDS.commands`.
 COMMANDS = click.Group("run-cron")
 command = COMMANDS.command
 
@@ -23,8 +23,8 @@ command = COMMANDS.command
 @click.pass_obj
 def list_jobs(state: State, config_path: Optional[str], as_json: bool) -> None:
     """Every periodic job with its schedule, last run, last outcome and next due time."""
-    from .registry import registry
-    from .views import job_rows, render_table
+    from ..registry import registry
+    from ..views import job_rows, render_table
 
     config = state.config(config_path)
     rows = job_rows(config, registry)
@@ -73,7 +73,7 @@ def enqueue(state: State, config_path: Optional[str], message_type: str, payload
 def jobs(state: State, config_path: Optional[str], status: Optional[str], message_type: Optional[str],
          owner: Optional[str], limit: Optional[int], as_json: bool) -> None:
     """Queued messages with status and progress, newest first."""
-    from .views import message_rows, render_table
+    from ..views import message_rows, render_table
 
     with state.queue(config_path) as queue:
         found = queue.jobs(owner=owner, status=status, type=message_type, limit=limit, details=as_json)
@@ -93,7 +93,7 @@ def jobs(state: State, config_path: Optional[str], status: Optional[str], messag
 @click.pass_obj
 def show(state: State, config_path: Optional[str], uuid: str, as_json: bool) -> None:
     """One message with its checkpoint, attempts, errors, warnings and attachments."""
-    from .views import describe_message
+    from ..views import describe_message
 
     with state.queue(config_path) as queue:
         view = queue.get(uuid)
@@ -166,7 +166,7 @@ def attachment(state: State, config_path: Optional[str], uuid: str, name: str, o
 @click.pass_obj
 def serve(state: State, config_path: Optional[str], host: str, port: int) -> None:
     """Serve the HTTP trigger (/run), /health and the status page, for trying them locally."""
-    from .web import make_app, make_server
+    from ..web import make_app, make_server
 
     config = state.config(config_path)
     server = make_server(make_app(config), host, port)
@@ -192,10 +192,10 @@ def serve(state: State, config_path: Optional[str], host: str, port: int) -> Non
 def install(state: State, config_path: Optional[str], every: int, print_only: bool, remove: bool,
             tab_file: Optional[str]) -> None:
     """Add the crontab line that runs a tick (once; the user's other lines stay as they are)."""
-    from .config import find_config_path
-    from .crontab_install import build_entry
-    from .crontab_install import install as add_line
-    from .crontab_install import remove as remove_line
+    from ..config import find_config_path
+    from ..crontab_install import build_entry
+    from ..crontab_install import install as add_line
+    from ..crontab_install import remove as remove_line
 
     if print_only and remove:
         raise CliError("give either --print or --remove")
@@ -225,10 +225,10 @@ def status(state: State, config_path: Optional[str], as_json: bool) -> None:
     within [run-cron] stale_after seconds, or none ever, or a database that is corrupt, read-only or on
     a full disk. UNKNOWN: the files belong to another user and cannot be read.
     """
-    from .errors import StoreError
-    from .lock import LockError
-    from .registry import registry
-    from .status import cannot_check, check, render
+    from ..errors import StoreError
+    from ..lock import LockError
+    from ..registry import registry
+    from ..status import cannot_check, check, render
 
     config = state.config(config_path)
     try:
@@ -265,9 +265,9 @@ def worker(state: State, config_path: Optional[str], time_limit: Optional[float]
 
     Shares the lock with crontab ticks: both may be installed, no work runs twice.
     """
-    from .eventlog import TickLog
-    from .registry import registry
-    from .service import run_worker, stop_on_signals
+    from ..eventlog import TickLog
+    from ..registry import registry
+    from ..service import run_worker, stop_on_signals
 
     config = state.config(config_path)
     events = TickLog("worker", Reporter(state.verbose))
@@ -288,9 +288,9 @@ def worker(state: State, config_path: Optional[str], time_limit: Optional[float]
 @click.pass_obj
 def history(state: State, config_path: Optional[str], name: Optional[str], limit: int, as_json: bool) -> None:
     """Every run of a periodic job and every message attempt, newest first."""
-    from .history import history as read_history
-    from .history import table_rows
-    from .views import render_table
+    from ..history import history as read_history
+    from ..history import table_rows
+    from ..views import render_table
 
     config = state.config(config_path, load_jobs=False)
     entries = read_history(config, name, limit)
@@ -310,7 +310,7 @@ def history(state: State, config_path: Optional[str], name: Optional[str], limit
 @click.pass_obj
 def purge(state: State, config_path: Optional[str], failed: bool) -> None:
     """Delete now what the daily run-cron.prune job deletes: finished runs older than retention_days."""
-    from .retention import run_now
+    from ..retention import run_now
 
     config = state.config(config_path, load_jobs=False)
     pruned, failed_count = run_now(config, failed)

@@ -1,0 +1,5 @@
+"""`python -m cronjobs.cli` is `run-cron`."""
+
+from .main import main
+
+main()

@@ -1,0 +1,130 @@
+"""What the group and every subcommand share: state, common options, the error line, tick output."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any, Optional
+
+import click
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+class CliError(click.ClickException):
+    """One clean line on stderr and exit code 2, never a traceback."""
+
+    exit_code = EXIT_USAGE
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"run-cron: error: {self.format_message()}", err=True)
+
+
+class State:
+    """Options of the group, shared with the subcommands."""
+
+    def __init__(self, config_path: Optional[str], verbose: int, quiet: bool) -> None:
+        self.config_path = config_path
+        self.verbose = 0 if quiet else verbose
+        self.quiet = quiet
+        self._config: Any = None
+
+    def config(self, override: Optional[str] = None, load_jobs: bool = True) -> Any:
+        from ..config import find_config_path, load_config
+        from ..registry import load_modules
+
+        if self._config is None:
+            self._config = load_config(find_config_path(override or self.config_path))
+            setup_logging(self._config, self.verbose)
+            if load_jobs:
+                load_modules(self._config.jobs, self._config.python_path, self._config.path)
+                from ..registry import registry
+                from ..retention import register
+
+                register(registry, self._config)
+        return self._config
+
+    def queue(self, override: Optional[str] = None) -> Any:
+        from ..queue import Queue
+        from ..store import connect_store
+
+        config = self.config(override, load_jobs=False)
+        database, models = connect_store(config.database, config.busy_timeout, config.synchronous)
+        return Queue(database, models)
+
+
+def setup_logging(config: Any, verbose: int) -> None:
+    level = logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("run-cron: %(message)s"))
+    handler.setLevel(level)
+    handler.addFilter(lambda record: record.name != "cronjobs.events")  # for the log file (eventlog.py)
+    root = logging.getLogger("cronjobs")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+    if config is not None and getattr(config.log, "file", None):
+        from ..logs import add_file_handler
+
+        add_file_handler(root, config)
+
+
+config_option = click.option(
+    "--config",
+    "config_path",
+    metavar="PATH",
+    help="Configuration file (default: $RUN_CRON_CONFIG, else ./config/run-cron.ini).",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+
+def print_failures(result: Any, quiet: bool) -> None:
+    """One line on stderr per failed job or message, and the worker's own error: what cron mails."""
+    if quiet:
+        return
+    for item in result.failed:
+        click.echo(f"run-cron: {item.kind} {item.name} {item.uuid or ''} {item.outcome}: {item.error}", err=True)
+    if result.error:
+        click.echo(f"run-cron: error: {result.error}", err=True)
+
+
+class Reporter:
+    """Prints tick events: each run at -v, live progress on a terminal with --force."""
+
+    def __init__(self, verbose: int, show_progress: bool = False) -> None:
+        self.verbose = verbose
+        self.show_progress = show_progress
+        self._labels: dict[str, str] = {}
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        if self.show_progress and kind in ("start", "progress", "end"):
+            self._progress(event)
+        elif kind == "progress" or not self.verbose:
+            return
+        elif kind == "start":
+            click.echo(f"run-cron: start {event['kind']} {event['name']} {event.get('uuid', '')}"
+                       f"{' (' + event['reason'] + ')' if event.get('reason') else ''}", err=True)
+        elif kind == "end":
+            click.echo(f"run-cron: end {event['kind']} {event['name']}: {event['outcome']}"
+                       f" in {event.get('duration', 0):.3f} s", err=True)
+        elif kind == "skipped":
+            click.echo(f"run-cron: skipped {event['kind']} {event['name']}: {event['reason']}", err=True)
+        elif kind == "recovered":
+            click.echo(f"run-cron: recovered {event['kind']} {event['name']} {event['uuid']}: "
+                       f"{event['outcome']}", err=True)
+
+
+    def _progress(self, event: dict[str, Any]) -> None:
+        """One line per run, rewritten in place: `job name  42.0%`, then its outcome and duration."""
+        kind, key = event["event"], str(event.get("uuid") or event.get("name"))
+        if kind == "start":
+            self._labels[key] = label = f"{event['kind']} {event['name']}"
+            line = f"{label} ..."
+        elif kind == "progress":
+            line = f"{self._labels.get(key, key)} {event.get('progress', 0):5.1f}%"
+        else:
+            label = self._labels.pop(key, f"{event.get('kind')} {event.get('name')}")
+            line = f"{label}: {event.get('outcome')} in {event.get('duration') or 0:.2f} s"
+        click.echo(f"\r{line}\033[K", err=True, nl=kind == "end")
