@@ -15,12 +15,12 @@ from contextlib import AbstractContextManager
 from typing import Any, Iterator, Optional
 from urllib.parse import quote
 
-from .config import Config
-from .errors import CronjobsError
-from .idle import read_tick
-from .queue import MessageView, Queue
-from .registry import Registry
-from .web import Response, error_response
+from ..config import Config
+from ..errors import CronjobsError
+from ..idle import read_tick
+from ..queue import MessageView, Queue
+from ..registry import Registry
+from .http import Response, error_response
 
 PAGE_HEADERS = [
     ("Content-Security-Policy",
@@ -68,8 +68,8 @@ def _url(*parts: str) -> str:
 
 def collect(config: Config, registry: Registry, guard: AbstractContextManager) -> dict[str, Any]:
     """What the page shows, read under `guard` (no fork while this thread is inside SQLite)."""
-    from .store import connect_store
-    from .views import job_rows
+    from ..store import connect_store
+    from ..views import job_rows
 
     data: dict[str, Any] = {"messages": [], "counts": {}, "meta": {}}
     with guard:
@@ -87,7 +87,7 @@ def collect(config: Config, registry: Registry, guard: AbstractContextManager) -
 
 def status_page(config: Config, registry: Registry, base: str, guard: AbstractContextManager) -> str:
     """The whole page; it refreshes itself while messages are new or pending or a job is running."""
-    from .views import local_iso
+    from ..views import local_iso
 
     data = collect(config, registry, guard)
     tz = config.tz
@@ -132,7 +132,7 @@ def _job_card(row: dict[str, Any]) -> str:
 
 
 def _message_card(view: MessageView, tz: Any, base: str) -> str:
-    from .views import local_iso
+    from ..views import local_iso
 
     payload = json.dumps(view.payload, indent=1, ensure_ascii=False)
     if len(payload) > PAYLOAD_SHOWN:
@@ -191,7 +191,7 @@ class _Stream:
 
 def attachment(config: Config, rest: str, guard: AbstractContextManager) -> Response:
     """`/attachment/UUID/NAME`: the file, streamed, as a download (never rendered by the browser)."""
-    from .store import connect_store
+    from ..store import connect_store
 
     uuid, _, name = rest.partition("/")
     try:

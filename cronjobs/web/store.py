@@ -13,9 +13,9 @@ import time
 from contextlib import contextmanager
 from typing import Any, Iterator, Optional
 
-from .config import Config
-from .errors import StoreError
-from .idle import no_schema, open_fast, read_tick
+from ..config import Config
+from ..errors import StoreError
+from ..idle import no_schema, open_fast, read_tick
 
 # Forking (the tick's worker) while another thread is inside SQLite could copy a held SQLite mutex into
 # the child, which would then hang until the hard limit. Threads that touch the database hold this lock,
@@ -79,8 +79,8 @@ def read_health(config: Config, now: Optional[float] = None) -> tuple[bool, dict
 
     Raises StoreError when the database or the tick file cannot be read (the app answers 503).
     """
-    from .constants import FAILED_OUTCOMES
-    from .runs import STATUSES
+    from ..constants import FAILED_OUTCOMES
+    from ..runs import STATUSES
 
     now = time.time() if now is None else now
     counts = dict.fromkeys(STATUSES, 0)

@@ -14,9 +14,7 @@ request log of `serve` drops query strings.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import json
 import logging
 import math
 import os
@@ -26,93 +24,30 @@ import time
 from typing import Any, Callable, Iterable, Optional, Union
 from urllib.parse import parse_qs, quote
 
-from .config import ENV_VAR, Config, find_config_path, load_config
-from .errors import CronjobsError, StoreError
-from .lock import LockError
-from .web_store import db_guard, read_health, register_fork_hooks, seconds_until_allowed, trigger_lock
+from ..config import ENV_VAR, Config, find_config_path, load_config
+from ..errors import CronjobsError, StoreError
+from ..lock import LockError
+from .http import (
+    STATUS_TEXT,
+    Environ,
+    Response,
+    StartResponse,
+    content_length,
+    cookie_value,
+    cookies,
+    error_response,
+    json_response,
+    read_body,
+    request_token,
+    token_matches,
+)
+from .store import db_guard, read_health, register_fork_hooks, seconds_until_allowed, trigger_lock
 
 log = logging.getLogger(__name__)
 
 COOKIE = "run_cron_page"
 COOKIE_MAX_AGE = 30 * 86400
-DRAIN_LIMIT = 1 << 20  # read at most this much of an oversized body, so the 413 reaches the client
-_STATUS_TEXT = {200: "OK", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 409: "Conflict",
-                413: "Payload Too Large", 429: "Too Many Requests", 500: "Internal Server Error",
-                503: "Service Unavailable"}
 _ROUTES = {"/run": ("GET", "POST"), "/health": ("GET", "HEAD"), "/": ("GET", "HEAD")}
-_COMMON_HEADERS = [("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff"),
-                   ("Referrer-Policy", "no-referrer")]
-
-Environ = dict[str, Any]
-StartResponse = Callable[..., Any]
-
-
-class Response:
-    def __init__(self, status: int, body: Union[bytes, Iterable[bytes]] = b"", content_type: str = "text/plain",
-                 headers: Optional[list[tuple[str, str]]] = None) -> None:
-        self.status = status
-        self.body = body
-        self.headers = [("Content-Type", content_type), *_COMMON_HEADERS, *(headers or [])]
-        if isinstance(body, bytes):
-            self.headers.append(("Content-Length", str(len(body))))
-
-
-def json_response(status: int, data: dict[str, Any], headers: Optional[list[tuple[str, str]]] = None) -> Response:
-    body = (json.dumps(data, indent=2, default=str) + "\n").encode("utf-8")
-    return Response(status, body, "application/json", headers)
-
-
-def error_response(status: int, message: str, **extra: Any) -> Response:
-    return json_response(status, {"error": message, **extra})
-
-
-def _digest(text: str) -> bytes:
-    return hashlib.sha256(text.encode("utf-8")).digest()
-
-
-def token_matches(given: Optional[str], token: str) -> bool:
-    """Constant-time comparison (of digests, so not even the token's length leaks)."""
-    return given is not None and hmac.compare_digest(_digest(given), _digest(token))
-
-
-def cookie_value(token: str) -> str:
-    """What the page cookie holds: derived from the token, so the cookie cannot start a tick."""
-    return hmac.new(token.encode("utf-8"), b"run-cron status page", hashlib.sha256).hexdigest()
-
-
-def _cookies(environ: Environ) -> dict[str, str]:
-    cookies: dict[str, str] = {}
-    for part in environ.get("HTTP_COOKIE", "").split(";"):
-        name, _, value = part.strip().partition("=")
-        if name:
-            cookies.setdefault(name, value.strip().strip('"'))
-    return cookies
-
-
-def _request_token(environ: Environ, query: dict[str, list[str]]) -> Optional[str]:
-    authorization = environ.get("HTTP_AUTHORIZATION", "")
-    if authorization[:7].lower() == "bearer ":
-        return authorization[7:].strip()
-    values = query.get("token")
-    return values[0] if values else None
-
-
-def _content_length(environ: Environ) -> int:
-    try:
-        return max(int(environ.get("CONTENT_LENGTH") or 0), 0)
-    except ValueError:
-        return 0
-
-
-def _read_body(environ: Environ, length: int) -> None:
-    """Read (and drop) the body: a server that closes with unread input may reset the connection."""
-    stream = environ.get("wsgi.input")
-    left = min(length, DRAIN_LIMIT)
-    while stream is not None and left > 0:
-        chunk = stream.read(min(left, 65536))
-        if not chunk:
-            break
-        left -= len(chunk)
 
 
 class App:
@@ -136,7 +71,7 @@ class App:
                 path = find_config_path(self._path or (environ or {}).get(ENV_VAR))
                 config = load_config(path)
                 if config.log.file:
-                    from .logs import add_file_handler
+                    from ..logs import add_file_handler
 
                     add_file_handler(logging.getLogger("cronjobs"), config)
                 self._config = config
@@ -144,8 +79,8 @@ class App:
 
     def load_jobs(self, config: Config) -> Any:
         """The registry with the configured jobs modules imported (once; /health does not need them)."""
-        from .registry import load_modules, registry
-        from .retention import register
+        from ..registry import load_modules, registry
+        from ..retention import register
 
         with self._lock:
             if not self._jobs_loaded:
@@ -169,7 +104,7 @@ class App:
         except Exception:
             log.exception("internal error answering %s %s", method, environ.get("PATH_INFO", ""))
             response = Response(500, b"run-cron: internal error (see the server's log)\n")
-        start_response(f"{response.status} {_STATUS_TEXT.get(response.status, '')}".strip(), response.headers)
+        start_response(f"{response.status} {STATUS_TEXT.get(response.status, '')}".strip(), response.headers)
         if method == "HEAD":
             close = getattr(response.body, "close", None)
             if close is not None:
@@ -194,11 +129,11 @@ class App:
             return error_response(404, "not found")  # no token configured: trigger and page are off
         if method not in allowed:
             return Response(405, b"method not allowed\n", headers=[("Allow", ", ".join(allowed))])
-        length = _content_length(environ)
+        length = content_length(environ)
         if length > config.http.max_body:
-            _read_body(environ, length)
+            read_body(environ, length)
             return error_response(413, f"request body larger than {config.http.max_body} bytes")
-        _read_body(environ, length)
+        read_body(environ, length)
         query = parse_qs(environ.get("QUERY_STRING", ""))
         if route == "/health":
             healthy, report = read_health(config)
@@ -208,11 +143,11 @@ class App:
         return self.page(config, environ, query, route, path[len("/attachment/"):], base)
 
     def run(self, config: Config, environ: Environ, query: dict[str, list[str]], began: float) -> Response:
-        from .eventlog import TickLog
-        from .tick import run_tick
+        from ..eventlog import TickLog
+        from ..tick import run_tick
 
         assert config.http.token is not None
-        if not token_matches(_request_token(environ, query), config.http.token):
+        if not token_matches(request_token(environ, query), config.http.token):
             return error_response(403, "forbidden: wrong or missing token")
         registry = self.load_jobs(config)
         wait = seconds_until_allowed(config)
@@ -238,15 +173,15 @@ class App:
 
     def page(self, config: Config, environ: Environ, query: dict[str, list[str]], route: str, rest: str,
              base: str) -> Response:
-        from . import web_page
+        from . import page as web_page
 
         assert config.http.token is not None
         expected = cookie_value(config.http.token)
-        given = _request_token(environ, query)
+        given = request_token(environ, query)
         if given is not None:
             if not token_matches(given, config.http.token):
                 return error_response(403, "forbidden: wrong token")
-        elif not hmac.compare_digest(_cookies(environ).get(COOKIE, "").encode("ascii", "replace"),
+        elif not hmac.compare_digest(cookies(environ).get(COOKIE, "").encode("ascii", "replace"),
                                      expected.encode("ascii")):
             return error_response(403, "forbidden: open this page once with ?token=YOUR_TOKEN")
         if route == "/attachment":
