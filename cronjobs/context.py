@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional, Union
 
+from .errors import ResumeLater
 from .queue import to_json
 from .runs import Run, Runs
 
@@ -58,6 +59,16 @@ def _chunks(data: Union[bytes, bytearray, str, io.IOBase, Any]) -> Iterator[byte
         yield chunk.encode("utf-8") if isinstance(chunk, str) else bytes(chunk)
 
 
+class _ResumeLaterMarker:
+    """What `ctx.resume_later()` returns, so `return ctx.resume_later()` reads as what it does."""
+
+    def __repr__(self) -> str:
+        return "RESUME_LATER"
+
+
+RESUME_LATER = _ResumeLaterMarker()
+
+
 class Context:
     """The one `ctx` passed to periodic jobs and message handlers alike."""
 
@@ -77,6 +88,7 @@ class Context:
         self._offset = None if run.offset_json is None else json.loads(run.offset_json)
         self._state = {} if run.state_json is None else json.loads(run.state_json)
         self._last_progress_write = 0.0
+        self.resume_requested = False  # read by the worker: the run continues next tick
         self.job = JobInfo(uuid=run.uuid, type=run.type, attempt=run.attempt, kind=run.kind)
 
     @property
@@ -103,7 +115,10 @@ class Context:
     ) -> None:
         """Durably commit offset, state and progress together; None leaves a value as it was.
 
-        Raises `cronjobs.Cancelled` if the message was cancelled meanwhile.
+        Once the soft deadline has passed (or a stop was asked for), it raises `cronjobs.ResumeLater`
+        after committing: the handler stops here and the run continues from this checkpoint on the
+        next tick, without using an attempt. Raises `cronjobs.Cancelled` if the message was cancelled
+        meanwhile.
         """
         offset_json = to_json(offset, "offset")
         state_json = to_json(state, "state")
@@ -115,6 +130,9 @@ class Context:
             self._state = state
         if progress is not None:
             self._report(done, total, progress)
+        if self.should_stop():
+            self.resume_requested = True
+            raise ResumeLater()
 
     def progress(self, done: float, total: Optional[float] = None) -> None:
         """Report progress without a checkpoint (written at most every 0.25 s)."""
@@ -145,8 +163,20 @@ class Context:
         return self._deadline - time.monotonic()
 
     def should_stop(self) -> bool:
-        """True once the soft deadline passed or a stop was asked for: checkpoint and return."""
+        """True once the soft deadline passed or a stop was asked for.
+
+        Follow it with `return ctx.resume_later()` (or a `ctx.checkpoint(...)`, which then stops the
+        handler): a plain `return` means the run is done and records it completed.
+        """
         return self._stop_requested() or self.time_left() <= 0
+
+    def resume_later(self) -> _ResumeLaterMarker:
+        """Ask for this run to continue on the next tick from its last checkpoint: `return ctx.resume_later()`.
+
+        The run is not completed, uses no attempt and records no error.
+        """
+        self.resume_requested = True
+        return RESUME_LATER
 
     def enqueue(self, type: str, payload: Any = None, **options: Any) -> str:
         """Queue a follow-up message (for example the next chunk); same options as Queue.enqueue."""

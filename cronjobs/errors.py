@@ -100,3 +100,12 @@ class Retry(CronjobsError):
 
 class Cancelled(CronjobsError):
     """Raised inside a handler when its message was cancelled while it ran."""
+
+
+class ResumeLater(BaseException):
+    """Raised by `ctx.checkpoint()` once the soft deadline has passed, after the checkpoint committed.
+
+    The run then continues from that checkpoint on the next tick, without using an attempt. It derives
+    from BaseException, like KeyboardInterrupt, so a handler's `except Exception` does not swallow it
+    and the obvious loop `for ...: work(); ctx.checkpoint(...)` stops in time and loses nothing.
+    """

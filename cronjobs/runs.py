@@ -27,6 +27,8 @@ from .errors import Cancelled
 #: Statuses of a message (and of a periodic job's run).
 NEW, PENDING, COMPLETED, FAILED, CANCELLED = "new", "pending", "completed", "failed", "cancelled"
 STATUSES = (NEW, PENDING, COMPLETED, FAILED, CANCELLED)
+#: Outcome of an attempt that stopped partway and continues from its checkpoint (not a status).
+CONTINUED = "continued"
 MAX_BACKOFF = 3600.0
 
 _RUN_COLUMNS = "id, uuid, kind, type, payload, attempts, max_attempts, offset_json, state_json, seq, started_at"
@@ -65,8 +67,8 @@ class Run:
         return None if self.payload_json is None else json.loads(self.payload_json)
 
 
-def claim_sql(excluded_types: int = 0, limit: int = 1) -> str:
-    """The claim query: runnable messages by priority, then FIFO, skipping some types."""
+def claim_sql(excluded_types: int = 0, limit: int = 1, excluded_ids: int = 0) -> str:
+    """The claim query: runnable messages by priority, then FIFO, skipping some types and messages."""
     # INDEXED BY: without statistics the planner may pick message_due and sort; walking
     # message_claim in order keeps the claim cheap however long the queue grows.
     sql = (
@@ -75,6 +77,8 @@ def claim_sql(excluded_types: int = 0, limit: int = 1) -> str:
     )
     if excluded_types:
         sql += f" AND type NOT IN ({', '.join('?' * excluded_types)})"
+    if excluded_ids:
+        sql += f" AND id NOT IN ({', '.join('?' * excluded_ids)})"
     return sql + f" ORDER BY priority DESC, id LIMIT {int(limit)}"
 
 
@@ -112,12 +116,15 @@ class Runs:
 
     # -- claiming -------------------------------------------------------------------------------
 
-    def claim_messages(self, now: float, limit: int = 1, exclude_types: Iterable[str] = ()) -> list[Run]:
+    def claim_messages(self, now: float, limit: int = 1, exclude_types: Iterable[str] = (),
+                       exclude_ids: Iterable[int] = ()) -> list[Run]:
         """Mark up to `limit` runnable messages pending, committing deferred completions with them."""
         excluded = tuple(exclude_types)
+        ids = tuple(exclude_ids)
 
         def write() -> list[Run]:
-            rows = self.db.execute(claim_sql(len(excluded), limit), (now, *excluded)).fetchall()
+            sql = claim_sql(len(excluded), limit, len(ids))
+            rows = self.db.execute(sql, (now, *excluded, *ids)).fetchall()
             claimed = [Run.from_row(row, now) for row in rows]
             if claimed:
                 self.db.executemany(
@@ -355,6 +362,23 @@ class Runs:
 
         return self._finish(write)
 
+    def suspend(self, run: Run, now: float) -> str:
+        """The handler stopped at the soft deadline: continue from its checkpoint next tick.
+
+        No attempt is used and no error is written; the attempt's row says "continued".
+        """
+
+        def write() -> str:
+            self.db.execute(
+                "UPDATE message SET status = 'new', run_at = ?, attempt_started_at = NULL "
+                "WHERE id = ? AND status = 'pending'",
+                (now, run.id),
+            )
+            self._insert_attempt(run, now, CONTINUED, None, None)
+            return CONTINUED
+
+        return self._finish(write)
+
     def close_cancelled(self, run: Run, now: float) -> str:
         """The run was cancelled while it ran (its status says so already): record the attempt."""
         self._finish(lambda: self._insert_attempt(run, now, CANCELLED, None, None))
@@ -403,10 +427,10 @@ class Runs:
                         "UPDATE message SET status = 'new', run_at = ?, attempt_started_at = NULL WHERE id = ?",
                         (now, run.id),
                     )
-                    self._insert_attempt(run, now, "continued", message, None)
+                    self._insert_attempt(run, now, CONTINUED, message, None)
 
                 self._finish(write)
-                settled.append((run, "continued"))
+                settled.append((run, CONTINUED))
             else:
                 self.fail(run, now, message, None, outcome=reason)
                 settled.append((run, reason))

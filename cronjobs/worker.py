@@ -15,9 +15,9 @@ import traceback
 from typing import Any, Callable, Optional
 
 from .context import Context
-from .errors import Cancelled, PermanentError, Retry
+from .errors import Cancelled, PermanentError, ResumeLater, Retry
 from .registry import Job, Registry
-from .runs import Run, Runs
+from .runs import CONTINUED, Run, Runs
 from .scheduler import JobState, Planned, plan, record_outcome, settle, sync_states
 
 log = logging.getLogger(__name__)
@@ -47,11 +47,15 @@ def execute(
 ) -> tuple[str, Optional[str]]:
     """Run one job or message handler and commit its outcome: the one path both take.
 
-    Returns (outcome, error): completed, failed, retry or cancelled, and the error line if any.
-    With `defer`, a success is committed with the next claim (group commit) instead of at once.
+    Returns (outcome, error): completed, failed, retry, continued or cancelled, and the error line if
+    any. "continued": the handler stopped at the soft deadline (`ResumeLater` from a checkpoint, or
+    `return ctx.resume_later()`) and continues next tick. With `defer`, a success is committed with
+    the next claim (group commit) instead of at once.
     """
     try:
         call(ctx)
+    except ResumeLater:
+        return runs.suspend(run, clock()), None
     except Retry as exc:
         runs.reschedule(run, clock(), exc.delay, str(exc))
         return "retry", None
@@ -66,6 +70,8 @@ def execute(
         log.error("%s %s failed: %s", run.type, run.uuid, error, exc_info=True)
         runs.fail(run, clock(), error, traceback.format_exc())
         return "failed", error
+    if ctx.resume_requested:  # also when the handler caught ResumeLater and returned
+        return runs.suspend(run, clock()), None
     if defer:
         runs.defer_complete(run, clock())
         return "completed", None
@@ -103,6 +109,7 @@ class Worker:
         self.emit = emit
         self.clock = clock
         self.stop_requested = stop_requested
+        self.resumed: list[int] = []  # messages that asked to continue on the next tick
 
     def out_of_time(self) -> bool:
         return self.stop_requested() or (self.deadline is not None and time.monotonic() >= self.deadline)
@@ -133,6 +140,8 @@ class Worker:
             ctx = Context(self.runs, run, self.deadline, self.emit, self.stop_requested)
             call = functools.partial(_call_handler, handler.func, run.payload)
             outcome, error = execute(self.runs, run, call, ctx, self.clock, defer=True)
+            if outcome == CONTINUED:
+                self.resumed.append(run.id)  # "resume later" means on the next tick, not in this one
         self.runs.board.set_current(0)
         elapsed = time.monotonic() - began
         self.emit("end", kind="message", name=run.type, uuid=run.uuid, outcome=outcome, error=error,
@@ -170,7 +179,7 @@ class Worker:
         self.runs.board.set_current(run.id)
         outcome, error = execute(self.runs, run, job.func, ctx, self.clock)
         self.runs.board.set_current(0)
-        if outcome != "retry":  # after Retry the run stays the job's current one, resumed when due
+        if outcome not in ("retry", CONTINUED):  # the run stays the job's current one, resumed when due
             record_outcome(
                 self.runs.db, job, state, run.started_at, outcome, error, self.clock(), self.tz, self.backoff
             )
@@ -189,7 +198,7 @@ class Worker:
         excluded = [t for t, h in handlers.items() if h.cli_only] if self.trigger == "http" else []
         size = 1
         while not self.out_of_time():
-            batch = self.runs.claim_messages(self.clock(), size, excluded)
+            batch = self.runs.claim_messages(self.clock(), size, excluded, self.resumed)
             if not batch:
                 break
             self.emit("claimed", count=len(batch))  # also pushes the last batch's events to the supervisor

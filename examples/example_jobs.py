@@ -4,6 +4,8 @@ Keep job modules light at import time: they are imported on every tick, includin
 Import heavy libraries inside the job functions.
 """
 
+import time
+
 import cronjobs
 
 
@@ -25,9 +27,12 @@ def poll(ctx):
 
 @cronjobs.handler("example.count")
 def count(ctx, payload):
-    """A resumable handler: it continues from its last checkpoint after a kill."""
+    """A resumable handler: it continues from its last checkpoint on the next tick.
+
+    Each checkpoint is committed at once. Past the soft deadline the checkpoint, after committing,
+    stops the handler, and the next tick continues from that offset: no `should_stop()` test needed.
+    """
     total = int(payload.get("to", 100))
     for i in range(ctx.offset or 0, total):
-        if ctx.should_stop():
-            return  # the next tick continues from the checkpoint
-        ctx.checkpoint(offset=i + 1, done=i + 1, total=total)
+        time.sleep(0.01)  # stands in for the real work on item i: a row, an e-mail, a file
+        ctx.checkpoint(offset=i + 1, state={"sum": ctx.state.get("sum", 0) + i}, done=i + 1, total=total)
