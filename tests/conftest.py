@@ -21,6 +21,14 @@ from cronjobs.store import connect_store
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--reliability-full", action="store_true", default=False,
+        help="run the full reliability suite (tests/reliability/: hundreds of kills); "
+             "also RUN_CRON_RELIABILITY=full",
+    )
+
+
 @pytest.fixture
 def tz():
     return get_timezone("Europe/Berlin")
