@@ -15,11 +15,12 @@ when the attempt ends; while it runs, `message.attempt_started_at` and `attempt_
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import uuid as uuidlib
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 from .board import Board
 from .errors import Cancelled
@@ -80,6 +81,16 @@ def claim_sql(excluded_types: int = 0, limit: int = 1, excluded_ids: int = 0) ->
     if excluded_ids:
         sql += f" AND id NOT IN ({', '.join('?' * excluded_ids)})"
     return sql + f" ORDER BY priority DESC, id LIMIT {int(limit)}"
+
+
+#: Writes something more in a run's finishing transaction; called with the attempt's outcome.
+Also = Callable[[str], None]
+
+
+def _also(also: Optional[Also], outcome: str) -> str:
+    if also is not None:
+        also(outcome)
+    return outcome
 
 
 def new_uuid() -> str:
@@ -312,9 +323,12 @@ class Runs:
         self._committed()
         return result
 
-    def complete(self, run: Run, now: float) -> str:
-        """Mark the run completed now; returns "cancelled" if it was cancelled while it ran."""
-        return self._finish(lambda: self._mark_completed(run, now))
+    def complete(self, run: Run, now: float, also: Optional[Also] = None) -> str:
+        """Mark the run completed now; returns "cancelled" if it was cancelled while it ran.
+
+        `also(outcome)`, if given, writes in the same transaction (a periodic job's state).
+        """
+        return self._finish(lambda: _also(also, self._mark_completed(run, now)))
 
     def fail(
         self,
@@ -324,8 +338,12 @@ class Runs:
         tb: Optional[str],
         permanent: bool = False,
         outcome: str = FAILED,
+        also: Optional[Also] = None,
     ) -> str:
-        """Use up an attempt; the message fails for good after max_attempts, else waits for a retry."""
+        """Use up an attempt; the message fails for good after max_attempts, else waits for a retry.
+
+        `also(outcome)`, if given, writes in the same transaction.
+        """
 
         def write() -> str:
             attempts = run.attempts + 1
@@ -344,6 +362,7 @@ class Runs:
                 )
                 status = NEW
             self._insert_attempt(run, now, outcome, error, tb)
+            _also(also, outcome)
             return status
 
         return self._finish(write)
@@ -379,10 +398,14 @@ class Runs:
 
         return self._finish(write)
 
-    def close_cancelled(self, run: Run, now: float) -> str:
+    def close_cancelled(self, run: Run, now: float, also: Optional[Also] = None) -> str:
         """The run was cancelled while it ran (its status says so already): record the attempt."""
-        self._finish(lambda: self._insert_attempt(run, now, CANCELLED, None, None))
-        return CANCELLED
+
+        def write() -> str:
+            self._insert_attempt(run, now, CANCELLED, None, None)
+            return _also(also, CANCELLED)
+
+        return self._finish(write)
 
     # -- recovery -----------------------------------------------------------------------------
 
@@ -391,6 +414,7 @@ class Runs:
         now: float,
         reason: str,
         board: Optional[tuple[Optional[int], list[int]]] = None,
+        also: Optional[Callable[[Run, str], None]] = None,
     ) -> list[tuple[Run, str]]:
         """Settle runs left `pending` by a worker that was killed or died.
 
@@ -401,6 +425,7 @@ class Runs:
         was killed): one whose checkpoint advanced during the cut attempt continues without using an
         attempt; one without progress uses one up, so a message that always kills its worker ends
         `failed`. Returns each settled run with "completed", "released", "continued" or `reason`.
+        `also(run, outcome)` writes in the transaction that completes or charges a run.
         """
         current, done = board if board is not None else (None, [])
         done_ids = set(done)
@@ -414,9 +439,9 @@ class Runs:
             run = Run.from_row(row, now)
             run.attempt_started_at = row[11] or run.started_at
             run.seq_start = run.seq if row[12] is None else row[12]
+            finish = None if also is None else functools.partial(also, run)
             if run.id in done_ids:
-                self.complete(run, now)
-                settled.append((run, COMPLETED))
+                settled.append((run, self.complete(run, now, finish)))
             elif board is not None and run.id != current:
                 self.release([run])
                 settled.append((run, "released"))
@@ -432,6 +457,6 @@ class Runs:
                 self._finish(write)
                 settled.append((run, CONTINUED))
             else:
-                self.fail(run, now, message, None, outcome=reason)
+                self.fail(run, now, message, None, outcome=reason, also=finish)
                 settled.append((run, reason))
         return settled

@@ -162,13 +162,15 @@ def settle(
     board: Optional[tuple[Optional[int], list[int]]] = None,
 ) -> list[tuple[Run, str]]:
     """Settle the runs a dead worker left pending (`Runs.recover`), and record the periodic runs
-    that ended with it (`reason`: "timeout" or "crashed") in their jobs' state."""
-    settled = runs.recover(now, reason, board)
-    ended = [(run, jobs[run.type]) for run, outcome in settled
-             if outcome == reason and run.kind == "job" and run.type in jobs]
-    if ended:
-        states = load_states(runs.db)
-        error = "stopped at the time limit" if reason == "timeout" else "the worker died"
-        for run, job in ended:
-            record_outcome(runs.db, job, states.get(job.name), run.started_at, reason, error, now, tz, backoff)
-    return settled
+    that ended with it (`reason`: "timeout" or "crashed") in their jobs' state, in the same
+    transaction as the run."""
+    states = load_states(runs.db)
+    error = "stopped at the time limit" if reason == "timeout" else "the worker died"
+
+    def record(run: Run, outcome: str) -> None:
+        job = jobs.get(run.type)
+        if run.kind == "job" and job is not None:
+            record_outcome(runs.db, job, states.get(job.name), run.started_at, outcome,
+                           None if outcome == "completed" else error, now, tz, backoff)
+
+    return runs.recover(now, reason, board, also=record)

@@ -44,14 +44,20 @@ def execute(
     ctx: Context,
     clock: Callable[[], float] = time.time,
     defer: bool = False,
+    record: Optional[Callable[[str, Optional[str], float], None]] = None,
 ) -> tuple[str, Optional[str]]:
     """Run one job or message handler and commit its outcome: the one path both take.
 
     Returns (outcome, error): completed, failed, retry, continued or cancelled, and the error line if
     any. "continued": the handler stopped at the soft deadline (`ResumeLater` from a checkpoint, or
     `return ctx.resume_later()`) and continues next tick. With `defer`, a success is committed with
-    the next claim (group commit) instead of at once.
+    the next claim (group commit) instead of at once. `record(outcome, error, now)` writes a periodic
+    job's state in the same transaction as its run's outcome (not after Retry or a continuation).
     """
+
+    def also(error: Optional[str], now: float) -> Optional[Callable[[str], None]]:
+        return None if record is None else lambda outcome: record(outcome, error, now)
+
     try:
         call(ctx)
     except ResumeLater:
@@ -60,22 +66,24 @@ def execute(
         runs.reschedule(run, clock(), exc.delay, str(exc))
         return "retry", None
     except Cancelled:
-        return runs.close_cancelled(run, clock()), None
+        now = clock()
+        return runs.close_cancelled(run, now, also(None, now)), None
     except PermanentError as exc:
-        error = _one_line(exc)
-        runs.fail(run, clock(), error, traceback.format_exc(), permanent=True)
+        error, now = _one_line(exc), clock()
+        runs.fail(run, now, error, traceback.format_exc(), permanent=True, also=also(error, now))
         return "failed", error
     except (Exception, SystemExit) as exc:  # a job's bug must never stop the jobs after it
-        error = _one_line(exc)
+        error, now = _one_line(exc), clock()
         log.error("%s %s failed: %s", run.type, run.uuid, error, exc_info=True)
-        runs.fail(run, clock(), error, traceback.format_exc())
+        runs.fail(run, now, error, traceback.format_exc(), also=also(error, now))
         return "failed", error
     if ctx.resume_requested:  # also when the handler caught ResumeLater and returned
         return runs.suspend(run, clock()), None
     if defer:
         runs.defer_complete(run, clock())
         return "completed", None
-    return runs.complete(run, clock()), None
+    now = clock()
+    return runs.complete(run, now, also(None, now)), None
 
 
 def _call_handler(func: Callable[..., Any], payload: Any, ctx: Context) -> Any:
@@ -177,12 +185,13 @@ class Worker:
         began = time.monotonic()
         ctx = Context(self.runs, run, self.deadline, self.emit, self.stop_requested)
         self.runs.board.set_current(run.id)
-        outcome, error = execute(self.runs, run, job.func, ctx, self.clock)
+
+        def record(outcome: str, error: Optional[str], now: float) -> None:
+            record_outcome(self.runs.db, job, state, run.started_at, outcome, error, now, self.tz, self.backoff)
+
+        # After Retry or a continuation the run stays the job's current one, resumed when due.
+        outcome, error = execute(self.runs, run, job.func, ctx, self.clock, record=record)
         self.runs.board.set_current(0)
-        if outcome not in ("retry", CONTINUED):  # the run stays the job's current one, resumed when due
-            record_outcome(
-                self.runs.db, job, state, run.started_at, outcome, error, self.clock(), self.tz, self.backoff
-            )
         self.emit(
             "end", kind="job", name=job.name, uuid=run.uuid, outcome=outcome, error=error,
             duration=round(time.monotonic() - began, 3),

@@ -352,3 +352,25 @@ def test_unwritable_tick_file_is_an_error_line(project):
     assert result.returncode == 2
     assert len(result.stderr.splitlines()) == 1 and "Is a directory" in result.stderr
     assert [p.name for p in project.path.iterdir() if ".sqlite3-tick." in p.name] == []
+
+
+def test_a_job_run_and_its_job_state_are_committed_together(project):
+    """The run's completion and its job_state update are one transaction: a failure (or a kill)
+    between them must not leave a completed run the schedule never heard of, or it runs again."""
+    project.write_jobs("""
+@cronjobs.daily
+def report(ctx): record("report")
+""")
+    assert project.run().returncode == 0
+    with sqlite3.connect(project.database) as db:
+        db.execute("CREATE TRIGGER refuse_state BEFORE UPDATE OF last_outcome ON job_state "
+                   "BEGIN SELECT RAISE(ABORT, 'injected failure'); END")
+    result = project.run("--force", "report")
+    assert result.returncode == 2 and "injected failure" in result.stderr
+    assert "Traceback" not in result.stderr
+    with sqlite3.connect(project.database) as db:
+        runs = db.execute("SELECT uuid, status FROM message WHERE type = 'report' ORDER BY id").fetchall()
+        current = db.execute("SELECT current FROM job_state WHERE name = 'report'").fetchone()[0]
+    assert runs[0][1] == "completed"
+    assert runs[1][1] != "completed"  # its completion was rolled back with the state update
+    assert current == runs[1][0]  # still the job's unfinished run, settled by the next tick
