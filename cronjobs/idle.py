@@ -8,11 +8,13 @@ and the worker sorts it out properly.
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 from typing import Iterable, Optional
 
 from .errors import StoreError
+from .skew import SKEW_TOLERANCE
 
 TICK_KEYS = ("tick.started", "tick.finished", "tick.duration", "tick.outcome", "tick.trigger")
 
@@ -54,16 +56,17 @@ def is_idle(
     """True when no declared job is due and no message is runnable or left running."""
     if connection.execute("PRAGMA user_version").fetchone()[0] != schema_version:
         return False
+    future = now + SKEW_TOLERANCE  # a time beyond it is clock skew, which the worker corrects (skew.py)
     states = {
-        name: (schedule, next_due, current)
-        for name, schedule, next_due, current in connection.execute(
-            "SELECT name, schedule, next_due, current FROM job_state"
+        name: (schedule, next_due, current, last_seen)
+        for name, schedule, next_due, current, last_seen in connection.execute(
+            "SELECT name, schedule, next_due, current, MAX(COALESCE(last_run, 0), first_seen) FROM job_state"
         )
     }
     resuming = {}  # job name -> its unfinished run; the queue checks below cover a live one
     for name, schedule in jobs:
         state = states.get(name)
-        if state is None or state[0] != schedule:
+        if state is None or state[0] != schedule or state[3] > future:
             return False
         if state[2] is not None:
             resuming[state[2]] = state
@@ -77,6 +80,10 @@ def is_idle(
             if uuid not in live and (state[1] is None or state[1] <= now):
                 return False
     if connection.execute("SELECT 1 FROM message WHERE status = 'pending' LIMIT 1").fetchone():
+        return False
+    # The newest message stands for those enqueued just before the clock stepped back.
+    if connection.execute("SELECT 1 FROM message WHERE id = (SELECT MAX(id) FROM message) AND status = 'new' "
+                          "AND created_at > ?", (future,)).fetchone():
         return False
     return not connection.execute(
         "SELECT 1 FROM message WHERE status = 'new' AND run_at <= ? LIMIT 1", (now,)
@@ -104,6 +111,26 @@ def record_tick(database: str, values: dict[str, object]) -> None:
         if os.path.exists(temporary):
             os.unlink(temporary)
         raise
+
+
+def last_tick_started(database: str, now: float) -> Optional[float]:
+    """When the last tick started, for `[http] min_interval`; None before the first (or if unreadable).
+
+    A start in the future is clock skew (the clock stepped back since): logged and treated as now, so
+    the HTTP trigger waits `min_interval`, not until the clock catches up.
+    """
+    text = read_tick(database).get("tick.started")
+    try:
+        started = float(text) if text else None
+    except ValueError:
+        return None
+    if started is not None and started > now:
+        if started > now + SKEW_TOLERANCE:
+            logging.getLogger(__name__).warning(
+                "clock skew: the last tick started %.0f s in the future; the clock stepped back: treating it "
+                "as now", started - now)
+        started = now
+    return started
 
 
 def read_tick(database: str) -> dict[str, str]:

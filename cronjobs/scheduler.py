@@ -81,7 +81,7 @@ def sync_states(
         if state is None:
             state = JobState(job.name, key, now, None, None, None, None, 0, None, None)
             states[job.name] = state
-        elif state.schedule == key:
+        elif state.schedule == key and state.next_due is not None:  # None: dropped after clock skew
             continue
         state.schedule = key
         state.next_due = next_due(job.schedule, state.last(), tz, _dt(state.first_seen), backoff)[0].timestamp()

@@ -15,7 +15,7 @@ from typing import Any, Callable, Optional
 from .config import Config, Record
 from .constants import FAILED_OUTCOMES, schedule_key
 from .errors import StoreError
-from .idle import TICK_KEYS, is_idle, open_fast, read_tick, record_tick
+from .idle import TICK_KEYS, is_idle, last_tick_started, open_fast, record_tick
 from .lock import SupervisorLock
 from .registry import Job, Registry
 
@@ -152,8 +152,8 @@ def run_tick(
         fast = _open_fast(config)
         try:
             if min_interval:
-                last = read_tick(config.database).get("tick.started")
-                wait = float(last) + min_interval - result.started_at if last else 0.0
+                last = last_tick_started(config.database, result.started_at)
+                wait = last + min_interval - result.started_at if last is not None else 0.0
                 if wait > 0:
                     result.status, result.retry_after = "too_soon", wait
                     return result

@@ -19,6 +19,7 @@ from .errors import Cancelled, PermanentError, ResumeLater, Retry
 from .registry import Job, Registry
 from .runs import CONTINUED, Run, Runs
 from .scheduler import JobState, Planned, plan, record_outcome, settle, sync_states
+from .skew import correct_skew
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +124,7 @@ class Worker:
         return self.stop_requested() or (self.deadline is not None and time.monotonic() >= self.deadline)
 
     def run(self) -> None:
+        correct_skew(self.runs.db, self.clock())
         self.settle_abandoned()
         self.run_periodic()
         if self.force is None:

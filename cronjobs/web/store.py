@@ -15,7 +15,7 @@ from typing import Any, Iterator, Optional
 
 from ..config import Config
 from ..errors import StoreError
-from ..idle import no_schema, open_fast, read_tick
+from ..idle import last_tick_started, no_schema, open_fast, read_tick
 
 # Forking (the tick's worker) while another thread is inside SQLite could copy a held SQLite mutex into
 # the child, which would then hang until the hard limit. Threads that touch the database hold this lock,
@@ -122,8 +122,9 @@ def seconds_until_allowed(config: Config, now: Optional[float] = None) -> Option
     """Whole seconds until `[http] min_interval` has passed since the last tick started; None if it has."""
     if config.http.min_interval <= 0:
         return None
-    started = _float(read_tick(config.database).get("tick.started"))
+    now = time.time() if now is None else now
+    started = last_tick_started(config.database, now)
     if started is None:
         return None
-    wait = started + config.http.min_interval - (time.time() if now is None else now)
+    wait = started + config.http.min_interval - now
     return max(1, math.ceil(wait)) if wait > 0 else None
