@@ -1,9 +1,16 @@
 """Pure scheduling decisions: functions of (schedule, last run, now, timezone), no I/O, no clock.
 
-Interval jobs run once per calendar period in the configured time zone. Cron expressions are matched
-against local wall-clock time; a fire time that falls into the spring-forward gap maps to the instant
-one gap later (PEP 495 `fold=0`, so the day is never lost), and a fire time must lie strictly after the
-last run as an instant, so the repeated autumn hour never fires one slot twice.
+Cron expressions fire as Debian's cron daemon fires them (cron(8), "Special considerations exist
+when the clock is changed by less than 3 hours"), matched by `cronspec` against local wall-clock time:
+
+- wildcard jobs (minute or hour field starting with `*`, `@hourly`) follow the clock as it is: both
+  copies of a repeated autumn hour fire, times a spring-forward gap skipped do not;
+- fixed-time jobs (any other) follow a clock that never goes back: the repeated hour fires once (in
+  its first copy), and each slot the gap skipped fires right after the change, one per tick, in order.
+
+Interval decorators are the cron expressions of `INTERVAL_EXPRESSIONS` under the same rules (so
+`hourly` and `0 * * * *` agree), except that a job that never ran is due at once. A job is due when a
+fire time lies after its last run and at or before now: missed fire times collapse into one run.
 """
 
 from __future__ import annotations
@@ -11,10 +18,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone, tzinfo
-from functools import cache, lru_cache
+from functools import cache
 from typing import Optional
 
 from .constants import FAILED_OUTCOMES, INTERVALS
+from .cronspec import CronSpec, parse
 
 UTC = timezone.utc
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -38,92 +46,115 @@ def get_timezone(name: Optional[str] = None) -> tzinfo:
         raise ValueError(f"unknown time zone {name!r}") from exc
 
 
-def _local_midnight(year: int, month: int, day: int, tz: tzinfo) -> datetime:
-    return datetime(year, month, day, tzinfo=tz).astimezone(UTC).astimezone(tz)
+#: What each interval decorator means as a cron expression (`weekly`: ISO weeks, from Monday).
+INTERVAL_EXPRESSIONS = {
+    "yearly": "0 0 1 1 *",
+    "monthly": "0 0 1 * *",
+    "weekly": "0 0 * * 1",
+    "daily": "0 0 * * *",
+    "hourly": "0 * * * *",
+    "minutely": "* * * * *",
+}
 
-
-def period_start(interval: str, at: datetime, tz: tzinfo) -> datetime:
-    """Start of the calendar period (`hourly`, `daily`, ...) that contains the instant `at`."""
-    local = at.astimezone(tz)
-    if interval == "minutely":
-        start = local.replace(second=0, microsecond=0)  # keeps `fold` in the repeated hour
-    elif interval == "hourly":
-        start = local.replace(minute=0, second=0, microsecond=0)
-    elif interval == "daily":
-        start = datetime(local.year, local.month, local.day, tzinfo=tz)
-    elif interval == "weekly":
-        monday = local.date() - timedelta(days=local.weekday())
-        start = datetime(monday.year, monday.month, monday.day, tzinfo=tz)
-    elif interval == "monthly":
-        start = datetime(local.year, local.month, 1, tzinfo=tz)
-    elif interval == "yearly":
-        start = datetime(local.year, 1, 1, tzinfo=tz)
-    else:
-        raise ValueError(f"unknown interval {interval!r}")
-    return start.astimezone(UTC).astimezone(tz)
-
-
-def next_period_start(interval: str, at: datetime, tz: tzinfo) -> datetime:
-    """Start of the calendar period after the one that contains `at`."""
-    start = period_start(interval, at, tz)
-    if interval in ("minutely", "hourly"):
-        step = timedelta(minutes=1) if interval == "minutely" else timedelta(hours=1)
-        return period_start(interval, start.astimezone(UTC) + step, tz)
-    if interval == "daily":
-        day = start.date() + timedelta(days=1)
-        return _local_midnight(day.year, day.month, day.day, tz)
-    if interval == "weekly":
-        day = start.date() + timedelta(days=7)
-        return _local_midnight(day.year, day.month, day.day, tz)
-    if interval == "monthly":
-        year, month = (start.year + 1, 1) if start.month == 12 else (start.year, start.month + 1)
-        return _local_midnight(year, month, 1, tz)
-    return _local_midnight(start.year + 1, 1, 1, tz)
-
-
-@lru_cache(maxsize=256)
-def cron_fields(expression: str) -> str:
-    """The five-field form of a cron expression python-crontab accepts (`@daily` -> `0 0 * * *`)."""
-    from crontab import CronSlices
-
-    slices = CronSlices(" ".join(expression.split()))
-    if slices.special == "@reboot":
-        raise ValueError("@reboot is not a schedule")
-    return slices.clean_render()
+#: Around a change of UTC offset the wall clock is not monotonic; DST moves it by at most 3 hours
+#: (cron itself treats larger jumps as clock corrections).
+_NEAR = timedelta(hours=3)
 
 
 def check_expression(expression: str) -> Optional[str]:
     """None when `expression` is a usable cron schedule, else what is wrong with it."""
-    try:
-        fields = cron_fields(expression)
-        from croniter import croniter
+    from crontab import CronSlices
 
-        croniter(fields, datetime(2000, 1, 1)).get_next(datetime)
+    text = " ".join(expression.split())
+    try:
+        if text.lower() != "@reboot":  # python-crontab accepts it; we explain below why not
+            CronSlices(text)
+        parse(text).next_match(datetime(2000, 1, 1))
     except (ValueError, KeyError) as exc:
         return f"bad cron expression {expression!r}: {exc}"
-    except Exception as exc:  # croniter's own errors: for example a date that never exists
-        return f"bad cron expression {expression!r}: {type(exc).__name__}: {exc}"
     return None
 
 
-def next_fire(expression: str, after: datetime, tz: tzinfo) -> datetime:
-    """First fire time of `expression` strictly after the instant `after`."""
-    from croniter import croniter
+def _wall(at: datetime, tz: tzinfo) -> datetime:
+    """The naive local wall-clock time of the instant `at`."""
+    return at.astimezone(tz).replace(tzinfo=None, fold=0)
 
-    after_ts = after.timestamp()
-    wall = after.astimezone(tz).replace(tzinfo=None)
-    times = croniter(cron_fields(expression), wall)
+
+def _instants(wall: datetime, tz: tzinfo) -> list[datetime]:
+    """The instants at which the clock shows `wall`: none in a spring gap, two in a repeated hour."""
+    found = []
+    for fold in (0, 1):
+        instant = wall.replace(tzinfo=tz, fold=fold).astimezone(UTC)
+        if _wall(instant, tz) == wall and instant not in found:
+            found.append(instant)
+    return sorted(found)
+
+
+def _after_gap(wall: datetime, tz: tzinfo) -> datetime:
+    """The instant the clock jumped over `wall`, a time the spring-forward gap skipped."""
+    low = int(wall.replace(tzinfo=tz, fold=1).astimezone(UTC).timestamp())  # before the jump
+    high = int(wall.replace(tzinfo=tz, fold=0).astimezone(UTC).timestamp())  # after it
+    low, high = min(low, high), max(low, high)
+    while low < high:
+        middle = (low + high) // 2
+        if _wall(datetime.fromtimestamp(middle, UTC), tz) > wall:
+            high = middle
+        else:
+            low = middle + 1
+    return datetime.fromtimestamp(low, UTC)
+
+
+def _offset_changes(at: datetime, before: timedelta, after: timedelta, tz: tzinfo) -> bool:
+    offsets = {(at + delta).astimezone(tz).utcoffset() for delta in (-before, timedelta(0), after)}
+    return len(offsets) > 1
+
+
+def _next_wildcard(spec: CronSpec, after: datetime, tz: tzinfo) -> datetime:
+    """Wildcard jobs follow the wall clock as it is: both copies of a repeated hour fire, a skipped
+    hour does not (cron: "jobs specified with wildcards are run based on the new time immediately")."""
+    wall = _wall(after, tz)
+    near = _offset_changes(after, _NEAR, _NEAR, tz)
+    candidate = wall - _NEAR if near else wall  # a repeated hour shows earlier wall times again
+    best: Optional[datetime] = None
     while True:
-        candidate = times.get_next(datetime).replace(tzinfo=tz)  # fold=0: first of a repeated hour
-        if candidate.timestamp() > after_ts:
-            return candidate.astimezone(UTC).astimezone(tz)
+        candidate = spec.next_match(candidate)
+        for instant in _instants(candidate, tz):
+            if instant > after and (best is None or instant < best):
+                best = instant
+        if best is not None and (not near or candidate > wall + _NEAR):
+            return best
+
+
+def _next_fixed(spec: CronSpec, after: datetime, tz: tzinfo) -> datetime:
+    """Fixed-time jobs follow a wall clock that never goes back: a repeated hour fires once (its first
+    copy), and each slot a spring-forward gap skipped fires right after the change, one per minute in
+    order (cron runs them all at once), ahead of the slots that follow."""
+    wall = _wall(after, tz)
+    near = _offset_changes(after, 2 * _NEAR, timedelta(0), tz)
+    candidate = wall - 2 * _NEAR if near else wall  # start before the gap whose slots may still wait
+    previous: Optional[datetime] = None
+    while True:
+        candidate = spec.next_match(candidate)
+        instants = _instants(candidate, tz)
+        at = instants[0] if instants else _after_gap(candidate, tz)
+        if previous is not None and at < previous + timedelta(minutes=1):
+            at = previous + timedelta(minutes=1)
+        if at > after:
+            return at.astimezone(tz)
+        previous = at
+
+
+def next_fire(expression: str, after: datetime, tz: tzinfo) -> datetime:
+    """First fire time of `expression` strictly after the instant `after`, by cron's DST rules."""
+    spec = parse(expression)
+    moment = after.astimezone(UTC)
+    found = _next_wildcard(spec, moment, tz) if spec.wildcard else _next_fixed(spec, moment, tz)
+    return found.astimezone(tz)
 
 
 def next_regular(schedule: str, after: datetime, tz: tzinfo) -> datetime:
     """The first time after `after` at which `schedule` wants a new run."""
-    if schedule in INTERVALS:
-        return next_period_start(schedule, after, tz)
-    return next_fire(schedule, after, tz)
+    return next_fire(INTERVAL_EXPRESSIONS.get(schedule, schedule), after, tz)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,12 @@
-"""Pure scheduling decisions, with `now` passed in and Europe/Berlin's DST changes."""
+"""Pure scheduling decisions, with `now` passed in: Debian cron's rules, its DST changes included.
+
+The expected fire times of the DST tables follow cron(8) ("Special considerations exist when the
+clock is changed by less than 3 hours"): wildcard jobs (minute or hour field starting with `*`) run
+on the clock as it is, so in both copies of a repeated hour and not in a skipped one; fixed-time
+jobs run once in a repeated hour and right after a spring-forward change for the slots it skipped.
+Each row was also checked against Debian's cron 3.0pl1 itself, run under faketime
+(scripts/cron-oracle), apart from run-cron's one-run-per-tick for several skipped slots.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +21,10 @@ from cronjobs.schedule import (
     check_expression,
     count_failures,
     decide,
+    get_timezone,
     next_due,
     next_fire,
-    next_period_start,
-    period_start,
+    next_regular,
 )
 
 # Europe/Berlin: 2026-03-29 has 23 hours (02:00 -> 03:00), 2026-10-25 has 25 (03:00 -> 02:00).
@@ -44,22 +52,22 @@ def simulate(schedule, tz, start, end, step=timedelta(minutes=1), last=None, fir
 @pytest.mark.parametrize(
     "interval, at, expected",
     [
-        ("minutely", (2026, 5, 6, 7, 8, 9), (2026, 5, 6, 7, 8)),
-        ("hourly", (2026, 5, 6, 7, 8, 9), (2026, 5, 6, 7)),
-        ("daily", (2026, 5, 6, 7, 8, 9), (2026, 5, 6)),
-        ("weekly", (2026, 5, 6, 7, 8, 9), (2026, 5, 4)),  # Wednesday -> Monday
-        ("monthly", (2026, 5, 6, 7, 8, 9), (2026, 5, 1)),
-        ("yearly", (2026, 5, 6, 7, 8, 9), (2026, 1, 1)),
+        ("minutely", (2026, 5, 6, 7, 8, 9), (2026, 5, 6, 7, 9)),
+        ("hourly", (2026, 5, 6, 7, 8, 9), (2026, 5, 6, 8)),
+        ("daily", (2026, 5, 6, 7, 8, 9), (2026, 5, 7)),
+        ("weekly", (2026, 5, 6, 7, 8, 9), (2026, 5, 11)),  # Wednesday -> Monday
+        ("monthly", (2026, 5, 6, 7, 8, 9), (2026, 6, 1)),
+        ("yearly", (2026, 5, 6, 7, 8, 9), (2027, 1, 1)),
     ],
 )
-def test_period_start(tz, interval, at, expected):
-    assert period_start(interval, berlin(tz, *at), tz) == berlin(tz, *expected)
+def test_next_period(tz, interval, at, expected):
+    assert next_regular(interval, berlin(tz, *at), tz) == berlin(tz, *expected)
 
 
-def test_next_period_start_crosses_year_and_month(tz):
-    assert next_period_start("monthly", berlin(tz, 2026, 12, 15), tz) == berlin(tz, 2027, 1, 1)
-    assert next_period_start("yearly", berlin(tz, 2026, 12, 15), tz) == berlin(tz, 2027, 1, 1)
-    assert next_period_start("weekly", berlin(tz, 2026, 12, 31), tz) == berlin(tz, 2027, 1, 4)
+def test_next_period_crosses_year_and_month(tz):
+    assert next_regular("monthly", berlin(tz, 2026, 12, 15), tz) == berlin(tz, 2027, 1, 1)
+    assert next_regular("yearly", berlin(tz, 2026, 12, 15), tz) == berlin(tz, 2027, 1, 1)
+    assert next_regular("weekly", berlin(tz, 2026, 12, 31), tz) == berlin(tz, 2027, 1, 4)
 
 
 @pytest.mark.parametrize("day", [SPRING, AUTUMN])
@@ -73,8 +81,8 @@ def test_daily_runs_exactly_once_on_dst_days(tz, day):
 
 def test_day_lengths_follow_dst(tz):
     def length(day):
-        noon = berlin(tz, *day, 12)
-        return next_period_start("daily", noon, tz).timestamp() - period_start("daily", noon, tz).timestamp()
+        midnight = berlin(tz, *day)
+        return next_regular("daily", midnight, tz).timestamp() - midnight.timestamp()
 
     assert length(SPRING) == 23 * 3600
     assert length(AUTUMN) == 25 * 3600
@@ -93,19 +101,113 @@ def test_cron_never_fires_twice_for_one_slot_in_the_repeated_hour(tz):
     assert [r.astimezone(tz).strftime("%H:%M %Z") for r in runs] == ["02:30 CEST"]
 
 
-def test_cron_fires_after_a_run_in_the_second_copy_of_the_hour_only_at_the_next_slot(tz):
+def test_wildcard_cron_fires_in_the_second_copy_of_the_hour_too(tz):
     second_copy = berlin(tz, *AUTUMN, 2, 10, fold=1)
-    following = next_fire("*/15 * * * *", second_copy, tz)
-    assert following.astimezone(UTC) > second_copy.astimezone(UTC)
-    assert following.astimezone(tz).strftime("%H:%M %Z") == "03:00 CET"
+    assert next_fire("*/15 * * * *", second_copy, tz).strftime("%H:%M %Z") == "02:15 CET"
+    first_copy = berlin(tz, *AUTUMN, 2, 50)
+    assert next_fire("*/15 * * * *", first_copy, tz).strftime("%H:%M %Z") == "02:00 CET"
 
 
-def test_cron_in_the_spring_gap_still_fires_that_day(tz):
+def test_fixed_cron_after_a_run_in_the_second_copy_fires_after_the_repeated_hour(tz):
+    second_copy = berlin(tz, *AUTUMN, 2, 10, fold=1)
+    assert next_fire("15,45 2,3 * * *", second_copy, tz).strftime("%H:%M %Z") == "03:15 CET"
+
+
+def test_cron_in_the_spring_gap_fires_right_after_the_change(tz):
     start, end = berlin(tz, *SPRING) - timedelta(hours=1), berlin(tz, 2026, 3, 30, 12)
     runs = simulate("30 2 * * *", tz, start, end, first_seen=start)
     local = [r.astimezone(tz) for r in runs]
     assert [d.date().day for d in local] == [29, 30]
-    assert local[0].strftime("%H:%M %Z") == "03:30 CEST"  # 02:30 does not exist: one gap later
+    assert local[0].strftime("%H:%M %Z") == "03:00 CEST"  # 02:30 does not exist: at the change
+
+
+# Both DST changes of 2026 in three zones: (zone, first tick, real minutes ticked).
+CHANGES = {
+    "berlin-spring": ("Europe/Berlin", (2026, 3, 29, 1, 40), 80),  # 02:00 CET -> 03:00 CEST
+    "berlin-autumn": ("Europe/Berlin", (2026, 10, 25, 1, 40), 200),  # 03:00 CEST -> 02:00 CET
+    "new-york-spring": ("America/New_York", (2026, 3, 8, 1, 40), 80),  # 02:00 EST -> 03:00 EDT
+    "new-york-autumn": ("America/New_York", (2026, 11, 1, 0, 40), 200),  # 02:00 EDT -> 01:00 EST
+    "lord-howe-autumn": ("Australia/Lord_Howe", (2026, 4, 5, 0, 50), 160),  # 02:00 +11 -> 01:30 +1030
+    "lord-howe-spring": ("Australia/Lord_Howe", (2026, 10, 4, 1, 40), 50),  # 02:00 +1030 -> 02:30 +11
+}
+
+DST_TABLE = [
+    # Wildcard minute or hour: the clock as it is; both copies of a repeated hour, none of a skipped one.
+    ("berlin-spring", "*/15 * * * *", "01:45 CET, 03:00 CEST, 03:15 CEST, 03:30 CEST, 03:45 CEST, 04:00 CEST"),
+    ("berlin-autumn", "*/15 * * * *", "01:45 CEST, 02:00 CEST, 02:15 CEST, 02:30 CEST, 02:45 CEST, "
+                                      "02:00 CET, 02:15 CET, 02:30 CET, 02:45 CET, 03:00 CET, 03:15 CET, 03:30 CET, "
+                                      "03:45 CET, 04:00 CET"),
+    ("berlin-autumn", "*/5 2 * * *", "02:00 CEST, 02:05 CEST, 02:10 CEST, 02:15 CEST, 02:20 CEST, 02:25 CEST, "
+                                     "02:30 CEST, 02:35 CEST, 02:40 CEST, 02:45 CEST, 02:50 CEST, 02:55 CEST, "
+                                     "02:00 CET, 02:05 CET, 02:10 CET, 02:15 CET, 02:20 CET, 02:25 CET, "
+                                     "02:30 CET, 02:35 CET, 02:40 CET, 02:45 CET, 02:50 CET, 02:55 CET"),
+    ("berlin-spring", "0 * * * *", "03:00 CEST, 04:00 CEST"),
+    ("berlin-autumn", "0 * * * *", "02:00 CEST, 02:00 CET, 03:00 CET, 04:00 CET"),
+    ("berlin-autumn", "@hourly", "02:00 CEST, 02:00 CET, 03:00 CET, 04:00 CET"),
+    ("berlin-spring", "*/15 2 * * *", ""),  # a wildcard job: 02:xx never shows on the clock that night
+    ("berlin-autumn", "*/15 2 * * *", "02:00 CEST, 02:15 CEST, 02:30 CEST, 02:45 CEST, "
+                                      "02:00 CET, 02:15 CET, 02:30 CET, 02:45 CET"),
+    ("new-york-spring", "0 * * * *", "03:00 EDT, 04:00 EDT"),
+    ("new-york-autumn", "0 * * * *", "01:00 EDT, 01:00 EST, 02:00 EST, 03:00 EST"),
+    ("new-york-autumn", "*/30 * * * *", "01:00 EDT, 01:30 EDT, 01:00 EST, 01:30 EST, 02:00 EST, 02:30 EST, "
+                                        "03:00 EST"),
+    ("lord-howe-autumn", "0 * * * *", "01:00 +11, 02:00 +1030, 03:00 +1030"),
+    ("lord-howe-autumn", "*/15 * * * *", "01:00 +11, 01:15 +11, 01:30 +11, 01:45 +11, 01:30 +1030, "
+                                         "01:45 +1030, 02:00 +1030, 02:15 +1030, 02:30 +1030, 02:45 +1030, "
+                                         "03:00 +1030"),
+    ("lord-howe-spring", "0 * * * *", "03:00 +11"),
+    ("lord-howe-spring", "*/15 2 * * *", "02:30 +11, 02:45 +11"),
+    # Fixed time: a clock that never goes back; a repeated slot runs once, skipped slots right after
+    # the change, one per tick in order (cron: all at once).
+    ("berlin-spring", "30 2 * * *", "03:00 CEST"),
+    ("berlin-spring", "0,30 2 * * *", "03:00 CEST, 03:01 CEST"),
+    ("berlin-spring", "0,30 2,3 * * *", "03:00 CEST, 03:01 CEST, 03:02 CEST, 03:30 CEST"),
+    ("berlin-spring", "45 1 * * *", "01:45 CET"),
+    ("berlin-autumn", "30 2 * * *", "02:30 CEST"),
+    ("berlin-autumn", "0,30 2 * * *", "02:00 CEST, 02:30 CEST"),
+    ("berlin-autumn", "0 3 * * *", "03:00 CET"),
+    ("new-york-spring", "0,30 2 * * *", "03:00 EDT, 03:01 EDT"),
+    ("new-york-spring", "15 2 * * *", "03:00 EDT"),
+    ("new-york-autumn", "15,45 1 * * *", "01:15 EDT, 01:45 EDT"),
+    ("new-york-autumn", "0 2 * * *", "02:00 EST"),
+    ("lord-howe-autumn", "45 1 * * *", "01:45 +11"),
+    ("lord-howe-autumn", "0,30 2 * * *", "02:00 +1030, 02:30 +1030"),
+    ("lord-howe-spring", "0,15,30 2 * * *", "02:30 +11, 02:31 +11, 02:32 +11"),
+    ("lord-howe-spring", "45 2 * * *", "02:45 +11"),
+]
+
+
+@pytest.mark.parametrize("change, expression, expected", DST_TABLE)
+def test_dst_changes_fire_as_cron_does(change, expression, expected):
+    zone, start, minutes = CHANGES[change]
+    tz = get_timezone(zone)
+    first = datetime(*start, tzinfo=tz)
+    end = first.astimezone(UTC) + timedelta(minutes=minutes)
+    runs = simulate(expression, tz, first, end, first_seen=first)
+    assert ", ".join(run.astimezone(tz).strftime("%H:%M %Z") for run in runs) == expected
+
+
+@pytest.mark.parametrize("change", CHANGES)
+@pytest.mark.parametrize("interval, expression", [("hourly", "0 * * * *"), ("minutely", "* * * * *"),
+                                                  ("daily", "0 0 * * *")])
+def test_interval_decorators_agree_with_their_cron_expression(change, interval, expression):
+    zone, start, minutes = CHANGES[change]
+    tz = get_timezone(zone)
+    first = datetime(*start, tzinfo=tz)
+    last = LastRun(first - timedelta(seconds=1), "success")
+    end = first.astimezone(UTC) + timedelta(minutes=minutes)
+    by_interval = simulate(interval, tz, first, end, last=last)
+    assert by_interval == simulate(expression, tz, first, end, last=last)
+    assert len(by_interval) == len(set(by_interval))
+
+
+def test_hourly_on_lord_howe_does_not_run_every_tick_when_clocks_go_back_30_minutes():
+    tz = get_timezone("Australia/Lord_Howe")
+    first = datetime(2026, 4, 5, 0, 30, tzinfo=tz)
+    end = first.astimezone(UTC) + timedelta(hours=4)
+    runs = simulate("hourly", tz, first, end, last=LastRun(first, "success"))
+    assert [r.astimezone(tz).strftime("%H:%M %Z") for r in runs] == [
+        "01:00 +11", "02:00 +1030", "03:00 +1030", "04:00 +1030"]
 
 
 def test_downtime_of_three_days_runs_a_daily_job_once(tz):
@@ -166,16 +268,77 @@ def test_success_resets_failure_count(tz):
         ("@reboot", "@reboot is not a schedule"),
         ("0 0 30 2 *", "bad cron expression '0 0 30 2 *'"),
         ("@fortnightly", "Unknown special"),
+        ("0 0 * * sat-sun", "bad cron expression"),
+        ("5/2 * * * *", "bad cron expression"),
+        ("0 0 * * 8", "bad cron expression"),
+        ("0 0 * *", "bad cron expression"),
     ],
 )
 def test_bad_expressions_are_named(expression, problem):
     assert problem in (check_expression(expression) or "")
 
 
-@pytest.mark.parametrize("expression", ["*/15 8-18 * * 1-5", "@daily", "@hourly", "0 0 * * mon", "@annually"])
+@pytest.mark.parametrize("expression", ["*/15 8-18 * * 1-5", "@daily", "@hourly", "0 0 * * mon", "@annually",
+                                        "0 0 * * 7-7", "0 16 */2 * sat", "@midnight", "0 12 29 2 *"])
 def test_good_expressions(expression):
     assert check_expression(expression) is None
 
 
 def test_at_daily_matches_daily_midnight(tz):
     assert next_fire("@daily", berlin(tz, 2026, 6, 4, 10), tz) == berlin(tz, 2026, 6, 5)
+
+
+def fire_days(expression, tz, count=8, start=(2026, 12, 1)):
+    """The next `count` fire times of `expression` from `start`, as 'Sat 05' style days."""
+    at, days = datetime(*start, tzinfo=tz), []
+    for _ in range(count):
+        at = next_fire(expression, at, tz)
+        days.append(at.strftime("%a %d %H:%M"))
+    return days
+
+
+@pytest.mark.parametrize(
+    "expression, expected",
+    [
+        # Day of month starts with `*`: a day must match both day fields (cron's DOM_STAR flag).
+        ("0 16 */2 * sat", ["Sat 05 16:00", "Sat 19 16:00", "Sat 09 16:00", "Sat 23 16:00", "Sat 13 16:00"]),
+        ("0 0 * * sat", ["Sat 05 00:00", "Sat 12 00:00", "Sat 19 00:00", "Sat 26 00:00", "Sat 02 00:00"]),
+        # Neither starts with `*`: either field (the 1st, the 15th and every Monday).
+        ("0 0 1,15 * mon", ["Mon 07 00:00", "Mon 14 00:00", "Tue 15 00:00", "Mon 21 00:00", "Mon 28 00:00"]),
+        ("0 0 13 * 1-7", ["Wed 02 00:00", "Thu 03 00:00", "Fri 04 00:00", "Sat 05 00:00", "Sun 06 00:00"]),
+        # 0 and 7 are both Sunday.
+        ("0 0 * * 7-7", ["Sun 06 00:00", "Sun 13 00:00", "Sun 20 00:00", "Sun 27 00:00", "Sun 03 00:00"]),
+        ("0 0 * * 7", ["Sun 06 00:00", "Sun 13 00:00", "Sun 20 00:00", "Sun 27 00:00", "Sun 03 00:00"]),
+        ("0 0 * * 1-7", ["Wed 02 00:00", "Thu 03 00:00", "Fri 04 00:00", "Sat 05 00:00", "Sun 06 00:00"]),
+        ("0 0 * * 5-7/2", ["Fri 04 00:00", "Sun 06 00:00", "Fri 11 00:00", "Sun 13 00:00", "Fri 18 00:00"]),
+        ("0 0 * * */2", ["Thu 03 00:00", "Sat 05 00:00", "Sun 06 00:00", "Tue 08 00:00", "Thu 10 00:00"]),
+        ("0 0 * * SUN,sat", ["Sat 05 00:00", "Sun 06 00:00", "Sat 12 00:00", "Sun 13 00:00", "Sat 19 00:00"]),
+        # The macros mean what cron's mean.
+        ("@weekly", ["Sun 06 00:00", "Sun 13 00:00", "Sun 20 00:00", "Sun 27 00:00", "Sun 03 00:00"]),
+        ("@daily", ["Wed 02 00:00", "Thu 03 00:00", "Fri 04 00:00", "Sat 05 00:00", "Sun 06 00:00"]),
+        ("@midnight", ["Wed 02 00:00", "Thu 03 00:00", "Fri 04 00:00", "Sat 05 00:00", "Sun 06 00:00"]),
+        ("@hourly", ["Tue 01 01:00", "Tue 01 02:00", "Tue 01 03:00", "Tue 01 04:00", "Tue 01 05:00"]),
+        ("@monthly", ["Fri 01 00:00", "Mon 01 00:00", "Mon 01 00:00", "Thu 01 00:00", "Sat 01 00:00"]),
+        ("@yearly", ["Fri 01 00:00", "Sat 01 00:00", "Mon 01 00:00", "Tue 01 00:00", "Wed 01 00:00"]),
+        ("@annually", ["Fri 01 00:00", "Sat 01 00:00", "Mon 01 00:00", "Tue 01 00:00", "Wed 01 00:00"]),
+        ("0 12 29 2 *", ["Tue 29 12:00", "Sun 29 12:00", "Fri 29 12:00", "Wed 29 12:00", "Mon 29 12:00"]),
+    ],
+)
+def test_day_fields_names_and_macros_as_cron(tz, expression, expected):
+    assert fire_days(expression, tz, count=5) == expected
+
+
+@pytest.mark.parametrize(
+    "interval, expected",
+    [
+        ("weekly", ["Mon 07 00:00", "Mon 14 00:00", "Mon 21 00:00"]),  # ISO weeks: Monday, unlike @weekly
+        ("monthly", ["Fri 01 00:00", "Mon 01 00:00", "Mon 01 00:00"]),
+        ("yearly", ["Fri 01 00:00", "Sat 01 00:00", "Mon 01 00:00"]),
+    ],
+)
+def test_interval_decorators_begin_their_periods(tz, interval, expected):
+    at, days = datetime(2026, 12, 1, tzinfo=tz), []
+    for _ in range(3):
+        at = next_regular(interval, at, tz)
+        days.append(at.strftime("%a %d %H:%M"))
+    assert days == expected
