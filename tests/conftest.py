@@ -1,24 +1,30 @@
-"""Shared fixtures: a real SQLite file under tmp_path, a DST time zone, and a project on disk to run
-the real `run-cron` CLI against in subprocesses."""
+"""The one set of shared test helpers: a real SQLite file under tmp_path, a DST time zone, a project on
+disk to run the real `run-cron` CLI (and its HTTP server) against in subprocesses, and an HTTP client."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import textwrap
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import pytest
 
+import cronjobs
+from cronjobs.queue import Queue
 from cronjobs.registry import Registry
 from cronjobs.runs import Runs
 from cronjobs.schedule import get_timezone
 from cronjobs.store import connect_store
 
 ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "s3cret-Token_for-tests"
 
 
 def pytest_addoption(parser):
@@ -47,21 +53,29 @@ def runs(db):
 
 
 @pytest.fixture
+def queue(db):
+    return Queue(db)
+
+
+@pytest.fixture
 def registry():
     return Registry()
 
 
 def cli_env() -> dict[str, str]:
+    """The environment of a `run-cron` subprocess: this checkout importable, no config from outside."""
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env.pop("RUN_CRON_CONFIG", None)
+    env.pop("WEB_TEST_JOB_SLEEP", None)
     return env
 
 
 class Project:
     """A config file and a jobs module in a temporary directory, driven through the real CLI."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, http: Optional[dict[str, Any]] = None, **settings: Any) -> None:
+        path.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.config = path / "run-cron.ini"
         self.database = path / "run-cron.sqlite3"
@@ -75,12 +89,16 @@ class Project:
             "time_limit": "20",
             "retry_backoff": "0",
         }
-        self.write_config()
+        self.http: Optional[dict[str, Any]] = None if http is None else {
+            "token": TOKEN, "time_limit": 10, "min_interval": 0, **http}
+        self.write_config(**settings)
 
-    def write_config(self, extra: str = "", **settings: str) -> None:
+    def write_config(self, extra: str = "", **settings: Any) -> None:
         self.settings.update(settings)
-        body = "[run-cron]\n" + "".join(f"{k} = {v}\n" for k, v in self.settings.items()) + extra
-        self.config.write_text(body)
+        body = "[run-cron]\n" + "".join(f"{k} = {v}\n" for k, v in self.settings.items())
+        if self.http is not None:
+            body += "[http]\n" + "".join(f"{k} = {'' if v is None else v}\n" for k, v in self.http.items())
+        self.config.write_text(body + extra)
 
     def write_jobs(self, code: str) -> None:
         header = (
@@ -132,3 +150,90 @@ def pid_alive(pid: int) -> bool:
             return f.read().split(") ")[-1][0] != "Z"
     except OSError:
         return True
+
+
+# -- the HTTP trigger's project and client --------------------------------------------------------------
+
+WEB_JOBS = """
+HERE = os.path.dirname(LOG)
+
+
+@cronjobs.minutely
+def every_minute(ctx):
+    record("every_minute")
+    time.sleep(float(os.environ.get("WEB_TEST_JOB_SLEEP", "0")))
+
+
+@cronjobs.daily(cli_only=True)
+def nightly(ctx):
+    record("nightly")
+
+
+@cronjobs.handler("web.echo")
+def echo(ctx, payload):
+    record("echo " + str(payload))
+
+
+@cronjobs.handler("web.cli", cli_only=True)
+def cli_handler(ctx, payload):
+    record("cli-handler")
+
+
+@cronjobs.handler("web.evil")
+def evil(ctx, payload):
+    ctx.warn("<script>alert('warning')</script>")
+    ctx.attach("report <1>.txt", b"hello \\x00 bytes")
+    raise cronjobs.PermanentError("<script>alert('error')</script>")
+
+
+@cronjobs.handler("web.forever")
+def forever(ctx, payload):
+    with open(os.path.join(HERE, "forever.pid"), "w") as handle:
+        handle.write(str(os.getpid()))
+    while True:
+        time.sleep(0.05)
+"""
+
+
+def web_project(path: Path, http: Optional[dict[str, Any]] = None, main: Optional[dict[str, Any]] = None,
+                extra: str = "") -> Project:
+    """A project with the HTTP trigger on (the test token) and WEB_JOBS, for `serve` and CGI tests."""
+    project = Project(path, http=http or {})
+    project.write_config(extra, **{"database": "db.sqlite3", "lock_file": "tick.lock", **(main or {})})
+    project.write_jobs(WEB_JOBS)
+    return project
+
+
+class Answer:
+    def __init__(self, status: int, headers: Any, body: bytes) -> None:
+        self.status, self.headers, self.body = status, headers, body
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8")
+
+
+def fetch(url: str, method: str = "GET", data: Optional[bytes] = None, headers: Optional[dict[str, str]] = None,
+          timeout: float = 30) -> Answer:
+    """One HTTP request; error statuses are answers too."""
+    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return Answer(response.status, response.headers, response.read())
+    except urllib.error.HTTPError as error:
+        with error:
+            return Answer(error.code, error.headers, error.read())
+
+
+def enqueue(config: Path, *args: Any, **options: Any) -> str:
+    with cronjobs.connect(str(config)) as queue:
+        return queue.enqueue(*args, **options)
+
+
+def mine(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Summary items of the test's jobs and handlers, not run-cron's own (such as pruning)."""
+    return [item for item in items if not item["name"].startswith("run-cron.")]

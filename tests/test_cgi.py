@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import pytest
-from test_web import ROOT, TOKEN, enqueue, fetch, mine, write_project
+from conftest import ROOT, TOKEN, enqueue, fetch, mine, web_project
 
 from cronjobs.lock import SupervisorLock
 
@@ -47,7 +47,7 @@ def split(output: bytes) -> tuple[list[str], bytes]:
 
 
 def test_the_script_answers_with_a_cgi_status_header(tmp_path):
-    config = write_project(tmp_path)
+    config = web_project(tmp_path).config
     lines, body = split(run_cgi(config, "/run", "token=wrong").stdout)
     assert lines[0] == "Status: 403 Forbidden"
     assert TOKEN not in body.decode()
@@ -74,7 +74,7 @@ def test_a_copied_script_finds_the_project_and_its_config_through_run_cron_home(
     # A copy (not a symlink) of the script: $RUN_CRON_HOME names the project, whose .venv/ and
     # config/run-cron.ini it uses when $RUN_CRON_CONFIG is not set.
     project = tmp_path / "project"
-    write_project(project / "config")
+    web_project(project / "config")
     (project / ".venv").symlink_to(ROOT / ".venv")
     (project / "cronjobs").symlink_to(ROOT / "cronjobs")
     copy = tmp_path / "cgi-bin" / "run-cron.cgi"
@@ -129,7 +129,7 @@ def lighttpd(tmp_path):
     servers: list[Lighttpd] = []
 
     def start(**options: Any) -> tuple[Lighttpd, Path]:
-        config = write_project(tmp_path / "site", **options)
+        config = web_project(tmp_path / "site", **options).config
         server = Lighttpd(tmp_path, config)
         servers.append(server)
         return server, config

@@ -13,11 +13,6 @@ from cronjobs.errors import AttachmentNotFound, InvalidPayload, InvalidState, Me
 from cronjobs.queue import Queue
 
 
-@pytest.fixture
-def queue(db):
-    return Queue(db)
-
-
 def test_enqueue_and_get(queue):
     uuid = queue.enqueue("library.sync", {"library": 42}, priority=5, owner="user:7", max_attempts=4)
     job = queue.get(uuid)

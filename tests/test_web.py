@@ -12,91 +12,15 @@ import sys
 import textwrap
 import threading
 import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, Optional
 
 import pytest
+from conftest import TOKEN, Answer, cli_env, enqueue, fetch, mine, web_project
 
-import cronjobs
 from cronjobs.lock import SupervisorLock
-
-ROOT = Path(__file__).resolve().parent.parent
-TOKEN = "s3cret-Token_for-tests"
-
-JOBS = '''
-import os, time
-import cronjobs
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def mark(text):
-    with open(os.path.join(HERE, "ran.log"), "a") as handle:
-        handle.write(text + "\\n")
-
-
-@cronjobs.minutely
-def every_minute(ctx):
-    mark("every_minute")
-    time.sleep(float(os.environ.get("WEB_TEST_JOB_SLEEP", "0")))
-
-
-@cronjobs.daily(cli_only=True)
-def nightly(ctx):
-    mark("nightly")
-
-
-@cronjobs.handler("web.echo")
-def echo(ctx, payload):
-    mark("echo " + str(payload))
-
-
-@cronjobs.handler("web.cli", cli_only=True)
-def cli_handler(ctx, payload):
-    mark("cli-handler")
-
-
-@cronjobs.handler("web.evil")
-def evil(ctx, payload):
-    ctx.warn("<script>alert('warning')</script>")
-    ctx.attach("report <1>.txt", b"hello \\x00 bytes")
-    raise cronjobs.PermanentError("<script>alert('error')</script>")
-
-
-@cronjobs.handler("web.forever")
-def forever(ctx, payload):
-    with open(os.path.join(HERE, "forever.pid"), "w") as handle:
-        handle.write(str(os.getpid()))
-    while True:
-        time.sleep(0.05)
-'''
-
-
-def env_without_config() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    env.pop("RUN_CRON_CONFIG", None)
-    env.pop("WEB_TEST_JOB_SLEEP", None)
-    return env
-
-
-def write_project(path: Path, http: Optional[dict[str, Any]] = None, main: Optional[dict[str, Any]] = None,
-                  extra: str = "") -> Path:
-    """A jobs module and an INI file in `path`; returns the INI's path."""
-    path.mkdir(parents=True, exist_ok=True)
-    (path / "webjobs.py").write_text(JOBS)
-    settings = {"database": "db.sqlite3", "lock_file": "tick.lock", "jobs": "webjobs", "python_path": ".",
-                "timezone": "Europe/Berlin", "retry_backoff": "0", **(main or {})}
-    http = {"token": TOKEN, "time_limit": 10, "min_interval": 0, **(http or {})}
-    text = "[run-cron]\n" + "".join(f"{key} = {value}\n" for key, value in settings.items())
-    text += "[http]\n" + "".join(f"{key} = {'' if value is None else value}\n" for key, value in http.items())
-    config = path / "run-cron.ini"
-    config.write_text(text + extra)
-    return config
 
 
 class Server:
@@ -135,9 +59,9 @@ def serve(tmp_path):
     servers: list[Server] = []
 
     def start(name: str = "site", env: Optional[dict[str, str]] = None, **options: Any) -> Server:
-        config = write_project(tmp_path / name, **options)
+        config = web_project(tmp_path / name, **options).config
         server = Server([sys.executable, "-m", "cronjobs", "--config", str(config), "-v", "serve", "--port", "0"],
-                        config.parent, {**env_without_config(), **(env or {})})
+                        config.parent, {**cli_env(), **(env or {})})
         server.config = config
         servers.append(server)
         return server
@@ -146,40 +70,6 @@ def serve(tmp_path):
     for server in servers:
         server.stop()
         assert TOKEN not in server.log.read_text()  # the token never reaches the log
-
-
-class Answer:
-    def __init__(self, status: int, headers: Any, body: bytes) -> None:
-        self.status, self.headers, self.body = status, headers, body
-
-    @property
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-    @property
-    def text(self) -> str:
-        return self.body.decode("utf-8")
-
-
-def fetch(url: str, method: str = "GET", data: Optional[bytes] = None, headers: Optional[dict[str, str]] = None,
-          timeout: float = 30) -> Answer:
-    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return Answer(response.status, response.headers, response.read())
-    except urllib.error.HTTPError as error:
-        with error:
-            return Answer(error.code, error.headers, error.read())
-
-
-def enqueue(config: Path, *args: Any, **options: Any) -> str:
-    with cronjobs.connect(str(config)) as queue:
-        return queue.enqueue(*args, **options)
-
-
-def mine(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Summary items of this module's jobs and handlers, not run-cron's own (such as pruning)."""
-    return [item for item in items if not item["name"].startswith("run-cron.")]
 
 
 def ran(server: Server) -> list[str]:
@@ -234,14 +124,14 @@ def test_cli_only_jobs_and_handlers_wait_for_the_cli(serve):
     assert skipped[("job", "nightly")]["reason"].startswith("cli_only")
     assert skipped[("message", "web.cli")]["reason"].startswith("cli_only")
     assert ran(server) == ["every_minute"]
-    subprocess.run([sys.executable, "-m", "cronjobs", "--config", str(server.config)], env=env_without_config(),
+    subprocess.run([sys.executable, "-m", "cronjobs", "--config", str(server.config)], env=cli_env(),
                    check=True, timeout=60)
     assert "nightly" in ran(server) and "cli-handler" in ran(server)
 
 
 def test_too_soon_after_any_tick_is_429_with_retry_after(serve):
     server = serve(http={"min_interval": 30})
-    subprocess.run([sys.executable, "-m", "cronjobs", "--config", str(server.config)], env=env_without_config(),
+    subprocess.run([sys.executable, "-m", "cronjobs", "--config", str(server.config)], env=cli_env(),
                    check=True, timeout=60)  # a CLI tick counts too
     before = ran(server)
     answer = fetch(server.url("/run?token=" + TOKEN))
@@ -434,12 +324,12 @@ def test_status_page_escapes_payload_and_error_and_serves_attachments(serve):
 
 
 def test_module_level_application_reads_run_cron_config_and_hides_config_errors(tmp_path):
-    config = write_project(tmp_path / "site")
+    config = web_project(tmp_path / "site").config
     script = ("import sys; from cronjobs.web import application, make_server; s = make_server(application, "
               "'127.0.0.1', 0); print('serving on http://127.0.0.1:%d/' % s.server_port, file=sys.stderr, "
               "flush=True); s.serve_forever()")
     good = Server([sys.executable, "-c", script], config.parent,
-                  {**env_without_config(), "RUN_CRON_CONFIG": str(config)})
+                  {**cli_env(), "RUN_CRON_CONFIG": str(config)})
     try:
         assert fetch(good.url("/run?token=" + TOKEN)).status == 200
     finally:
@@ -448,7 +338,7 @@ def test_module_level_application_reads_run_cron_config_and_hides_config_errors(
     bad_config = tmp_path / "bad" / "run-cron.ini"
     bad_config.write_text("[run-cron]\ndatabase = db.sqlite3\nlock_file = tick.lock\ntime_limit = soon\n")
     bad = Server([sys.executable, "-c", script], bad_config.parent,
-                 {**env_without_config(), "RUN_CRON_CONFIG": str(bad_config)})
+                 {**cli_env(), "RUN_CRON_CONFIG": str(bad_config)})
     try:
         for path in ("/run?token=" + TOKEN, "/health", "/"):
             answer = fetch(bad.url(path))

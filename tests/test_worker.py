@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
-import pytest
+from conftest import cli_env
 
 import cronjobs
-from cronjobs.queue import Queue
 from cronjobs.registry import Job
 from cronjobs.runs import Runs
 from cronjobs.schedule import get_timezone
 from cronjobs.worker import Worker
 
 TZ = get_timezone("Europe/Berlin")
-
-
-@pytest.fixture
-def queue(db):
-    return Queue(db)
 
 
 def make_worker(runs, registry, **options):
@@ -164,24 +160,31 @@ def test_cli_only_is_skipped_from_http(runs, registry, queue):
     assert [e for e, _ in events if e == "start"] == []
 
 
+BOARD_ACROSS_FORK = """
+import os
+from cronjobs.board import Board
+
+board = Board(capacity=4)
+pid = os.fork()
+if pid == 0:
+    board.set_current(7)
+    for run_id in (1, 2, 3, 4):
+        board.add_done(run_id)
+    os._exit(0 if not board.add_done(5) else 1)  # full: the caller must commit first
+_, status = os.waitpid(pid, 0)
+print(os.waitstatus_to_exitcode(status), board.read())
+board.clear_done()
+board.set_current(0)
+print(board.read())
+"""
+
+
 def test_board_survives_in_shared_memory_across_fork():
-    import os
-
-    from cronjobs.board import Board
-
-    board = Board(capacity=4)
-    pid = os.fork()
-    if pid == 0:
-        board.set_current(7)
-        for run_id in (1, 2, 3, 4):
-            board.add_done(run_id)
-        os._exit(0 if not board.add_done(5) else 1)  # full: the caller must commit first
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
-    assert board.read() == (7, [1, 2, 3, 4])
-    board.clear_done()
-    board.set_current(0)
-    assert board.read() == (None, [])
+    # The fork happens in a child interpreter: forking pytest itself would copy its threads and plugins.
+    done = subprocess.run([sys.executable, "-c", BOARD_ACROSS_FORK], env=cli_env(), capture_output=True, text=True,
+                          timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["0 (7, [1, 2, 3, 4])", "(None, [])"]
 
 
 def test_group_commit_writes_fast_successes_with_the_next_claim(runs, registry, queue):

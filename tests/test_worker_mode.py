@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import pid_alive
+from conftest import ROOT, pid_alive
 
 JOBS = """
 @cronjobs.daily
@@ -117,7 +117,7 @@ def _runs(pid: int, project) -> bool:
 
 
 def test_systemd_unit_is_shipped():
-    unit = (Path(__file__).resolve().parent.parent / "config" / "run-cron.service").read_text()
+    unit = (ROOT / "config" / "run-cron.service").read_text()
     assert "Restart=always" in unit
     assert " worker" in unit.split("ExecStart=", 1)[1].splitlines()[0]
     assert "KillMode=mixed" in unit  # SIGTERM to the worker mode only: it finishes its tick
