@@ -13,6 +13,11 @@ INTERVALS = ("yearly", "monthly", "weekly", "daily", "hourly", "minutely")
 FAILED_OUTCOMES = frozenset({"failed", "timeout", "crashed"})
 
 
+#: Version of the scheduling rules. Due times cached under other rules (0.1.0 had no version in the key)
+#: are computed again: cron's day-field, weekday and DST rules can move a job's next fire time earlier.
+RULES = 2
+
+
 def schedule_key(schedule: str, tz_name: str) -> str:
-    """What a job's cached next-due time depends on: a change of either invalidates it."""
-    return f"{schedule}|{tz_name}"
+    """What a job's cached next-due time depends on: a change of any part invalidates it."""
+    return f"{schedule}|{tz_name}|{RULES}"

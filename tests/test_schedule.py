@@ -342,3 +342,17 @@ def test_interval_decorators_begin_their_periods(tz, interval, expected):
         at = next_regular(interval, at, tz)
         days.append(at.strftime("%a %d %H:%M"))
     assert days == expected
+
+
+def test_due_times_cached_by_older_rules_are_computed_again(db, tz):
+    from cronjobs.registry import Job
+    from cronjobs.scheduler import sync_states
+
+    connection = db.connection()
+    now = berlin(tz, 2026, 12, 1, 12)
+    # 0.1.0 read `1-7` as `*`, so only the 13th, and cached that under a key without a rules version.
+    connection.execute(
+        "INSERT INTO job_state (name, schedule, first_seen, failures, next_due) VALUES (?, ?, ?, 0, ?)",
+        ("report", "0 0 13 * 1-7|Europe/Berlin", now.timestamp(), berlin(tz, 2026, 12, 13).timestamp()))
+    states = sync_states(connection, [Job("report", print, "0 0 13 * 1-7")], now.timestamp(), tz, 60.0)
+    assert states["report"].next_due == berlin(tz, 2026, 12, 2).timestamp()  # every day, as cron reads it
