@@ -187,17 +187,19 @@ def _interval(schedule: str) -> Any:
         return lambda f: _declare(schedule, f, name, cli_only)
 
     decorator.__name__ = schedule
-    decorator.__doc__ = f"Declare a job that runs once per {_PERIOD[schedule]} (usable bare or with name=...)."
+    decorator.__doc__ = (f"Declare a {schedule} job: it runs once per period, and a period begins "
+                         f"{_PERIOD[schedule]}. Usable bare or with name=...")
     return decorator
 
 
+#: When each interval's period begins: the fire times of `schedule.INTERVAL_EXPRESSIONS`.
 _PERIOD = {
-    "yearly": "calendar year",
-    "monthly": "calendar month",
-    "weekly": "ISO week (starting Monday)",
-    "daily": "day",
-    "hourly": "hour",
-    "minutely": "minute",
+    "yearly": "on 1 January at midnight (cron `0 0 1 1 *`)",
+    "monthly": "on the 1st at midnight (cron `0 0 1 * *`)",
+    "weekly": "on Monday at midnight, ISO weeks (cron `0 0 * * 1`; cron's @weekly is Sunday)",
+    "daily": "at midnight (cron `0 0 * * *`)",
+    "hourly": "at minute 0 of every hour, both copies of a repeated hour included (cron `0 * * * *`)",
+    "minutely": "every minute (cron `* * * * *`)",
 }
 
 yearly = _interval("yearly")
@@ -209,7 +211,8 @@ minutely = _interval("minutely")
 
 
 def cron(expression: str, *, name: Optional[str] = None, cli_only: bool = False) -> Callable[[F], F]:
-    """Declare a job run at the fire times of a cron expression (5 fields or `@daily` style)."""
+    """Declare a job run at the fire times of a cron expression: five fields or a macro (`@daily`), read
+    and fired, DST changes included, as Debian's cron daemon does (see `schedule` and `cronspec`)."""
     normalized = " ".join(str(expression).split())
 
     def decorator(func: F) -> F:

@@ -114,3 +114,9 @@ def test_cli_reports_duplicate_names(project):
     assert result.stderr.splitlines() == [
         "run-cron: error: jobs: job 'f': a job of this name is already declared in jobs"
     ]
+
+
+def test_interval_decorators_say_when_their_period_begins():
+    assert "Monday at midnight" in cronjobs.weekly.__doc__
+    assert "cron's @weekly is Sunday" in cronjobs.weekly.__doc__
+    assert "both copies of a repeated hour" in cronjobs.hourly.__doc__
