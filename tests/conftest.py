@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -12,7 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import pytest
 
@@ -237,3 +238,42 @@ def enqueue(config: Path, *args: Any, **options: Any) -> str:
 def mine(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Summary items of the test's jobs and handlers, not run-cron's own (such as pruning)."""
     return [item for item in items if not item["name"].startswith("run-cron.")]
+
+
+class Serve:
+    """A real `run-cron -v serve --port 0` on a project, its stderr (the request log) in a file."""
+
+    def __init__(self, project: Project) -> None:
+        self.log = project.path / "serve.log"
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(project.command("-v", "serve", "--port", "0"), env=cli_env(),
+                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
+        deadline = time.monotonic() + 20
+        while "serving on http://" not in self.log.read_text():
+            assert self.proc.poll() is None and time.monotonic() < deadline, self.log.read_text()
+            time.sleep(0.05)
+        self.base = self.log.read_text().split("serving on ", 1)[1].split()[0].rstrip("/")
+        self.port = int(self.base.rsplit(":", 1)[1])
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def serving() -> Iterator[Callable[[Project], Serve]]:
+    """serving(project) starts `run-cron serve` on it; every server is stopped after the test."""
+    servers: list[Serve] = []
+
+    def start(project: Project) -> Serve:
+        servers.append(Serve(project))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()

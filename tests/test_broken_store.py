@@ -11,17 +11,15 @@ import os
 import random
 import resource
 import shutil
-import signal
 import subprocess
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Iterator, Optional
 
 import pytest
-from conftest import Project, cli_env
+from conftest import Project, Serve, cli_env
 
 NOBODY = 65534
 AS_NOBODY = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
@@ -159,44 +157,13 @@ def test_unreadable_tick_file_garbage_reads_as_no_tick(tmp_path):
     assert result.stdout.startswith("CRITICAL - no tick has ever finished")
 
 
-class Serve:
-    """A real `run-cron serve` on a free port, its stderr in a file."""
-
-    def __init__(self, project: Project) -> None:
-        self.log = project.path / "serve.log"
-        with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen(project.command("-v", "serve", "--port", "0"), env=cli_env(),
-                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
-        deadline = time.monotonic() + 20
-        while "serving on http://" not in self.log.read_text():
-            assert self.proc.poll() is None and time.monotonic() < deadline, self.log.read_text()
-            time.sleep(0.05)
-        self.base = self.log.read_text().split("serving on ", 1)[1].split()[0].rstrip("/")
-
-    def get(self, path: str) -> tuple[int, bytes]:
-        try:
-            with urllib.request.urlopen(self.base + path, timeout=30) as response:
-                return response.status, response.read()
-        except urllib.error.HTTPError as error:
-            with error:
-                return error.code, error.read()
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(10)
-
-
-@pytest.fixture
-def serving() -> Iterator[Callable[[Project], Serve]]:
-    servers: list[Serve] = []
-
-    def start(project: Project) -> Serve:
-        servers.append(Serve(project))
-        return servers[-1]
-
-    yield start
-    for server in servers:
-        server.stop()
+def get(server: Serve, path: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(server.base + path, timeout=30) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, error.read()
 
 
 @pytest.mark.parametrize("damage, problem", [(garbage, "file is not a database"),
@@ -205,7 +172,7 @@ def test_health_on_a_corrupt_database_is_503_with_a_json_reason(tmp_path, servin
     project = ticked_project(tmp_path)
     damage(project)
     server = serving(project)
-    status, body = server.get("/health")
+    status, body = get(server, "/health")
     assert status == 503
     assert json.loads(body) == {"status": "error", "error": f"database unavailable: {problem}"}
     log = server.log.read_text()

@@ -10,9 +10,7 @@ import json
 import logging
 import re
 import shutil
-import signal
 import subprocess
-import time
 import urllib.error
 import urllib.request
 
@@ -140,26 +138,14 @@ def test_message_queued_before_the_clock_stepped_back_runs_at_once(project):
 
 
 @needs_faketime
-def test_http_trigger_after_the_clock_stepped_back_waits_min_interval_not_an_hour(project):
+def test_http_trigger_after_the_clock_stepped_back_waits_min_interval_not_an_hour(project, serving):
     project.write_jobs(JOBS)
     project.write_config("[http]\ntoken = t0ken\nmin_interval = 30\ntime_limit = 10\n")
     assert faketime(project, "+1 hour").returncode == 0  # this tick's start is now an hour ahead
-    log = project.path / "serve.log"
-    with open(log, "wb") as handle:
-        server = subprocess.Popen(project.command("serve", "--port", "0"), env=cli_env(),
-                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=handle)
-    try:
-        deadline = time.monotonic() + 20
-        while "serving on http://" not in log.read_text():
-            assert server.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.05)
-        base = log.read_text().split("serving on ", 1)[1].split()[0].rstrip("/")
-        with pytest.raises(urllib.error.HTTPError) as refused:
-            urllib.request.urlopen(base + "/run?token=t0ken", timeout=30)
-        with refused.value as answer:
-            assert answer.code == 429
-            assert 1 <= int(answer.headers["Retry-After"]) <= 30
-            assert json.loads(answer.read())["retry_after"] <= 30
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(10)
+    server = serving(project)
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(server.base + "/run?token=t0ken", timeout=30)
+    with refused.value as answer:
+        assert answer.code == 429
+        assert 1 <= int(answer.headers["Retry-After"]) <= 30
+        assert json.loads(answer.read())["retry_after"] <= 30

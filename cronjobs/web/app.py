@@ -18,7 +18,6 @@ import hmac
 import logging
 import math
 import os
-import re
 import threading
 import time
 from typing import Any, Callable, Iterable, Optional, Union
@@ -29,7 +28,9 @@ from ..errors import CronjobsError, StoreError
 from ..lock import LockError
 from .http import (
     STATUS_TEXT,
+    UNREAD_BODY,
     Environ,
+    RequestError,
     Response,
     StartResponse,
     content_length,
@@ -37,6 +38,8 @@ from .http import (
     cookies,
     error_response,
     json_response,
+    loggable_target,
+    printable,
     read_body,
     request_token,
     token_matches,
@@ -94,15 +97,17 @@ class App:
         method = environ.get("REQUEST_METHOD", "GET").upper()
         try:
             response = self.dispatch(environ, method, began)
+        except RequestError as exc:
+            response = error_response(exc.status, exc.message)
         except (StoreError, LockError) as exc:  # the files run-cron works on, not the request: retry later
-            log.error("cannot answer %s %s: %s", method, environ.get("PATH_INFO", ""), exc)
+            log.error("cannot answer %s %s: %s", printable(method), self.loggable(environ), exc)
             what = "database" if isinstance(exc, StoreError) else "lock file"
             response = json_response(503, {"status": "error", "error": f"{what} unavailable: {exc.reason}"})
         except CronjobsError as exc:  # configuration or jobs module: one line is enough
-            log.error("cannot answer %s %s: %s", method, environ.get("PATH_INFO", ""), exc)
+            log.error("cannot answer %s %s: %s", printable(method), self.loggable(environ), exc)
             response = Response(500, b"run-cron: internal error (see the server's log)\n")
         except Exception:
-            log.exception("internal error answering %s %s", method, environ.get("PATH_INFO", ""))
+            log.exception("internal error answering %s %s", printable(method), self.loggable(environ))
             response = Response(500, b"run-cron: internal error (see the server's log)\n")
         start_response(f"{response.status} {STATUS_TEXT.get(response.status, '')}".strip(), response.headers)
         if method == "HEAD":
@@ -112,8 +117,21 @@ class App:
             return [b""]
         return [response.body] if isinstance(response.body, bytes) else response.body
 
+    def secrets(self) -> list[str]:
+        """What a log must never show: the token, once the configuration is loaded."""
+        token = self._config.http.token if self._config is not None else None
+        return [token] if token else []
+
+    def loggable(self, environ: Environ) -> str:
+        return loggable_target(environ.get("PATH_INFO"), self.secrets())
+
     def dispatch(self, environ: Environ, method: str, began: float) -> Response:
         config = self.config(environ)
+        length = content_length(environ)
+        if length > config.http.max_body:  # at once, before reading: the client may never send it all
+            environ[UNREAD_BODY] = True
+            return error_response(413, f"request body larger than {config.http.max_body} bytes")
+        read_body(environ, length)
         path = environ.get("PATH_INFO") or "/"
         base = environ.get("SCRIPT_NAME", "").rstrip("/")
         prefix = config.http.prefix
@@ -129,11 +147,6 @@ class App:
             return error_response(404, "not found")  # no token configured: trigger and page are off
         if method not in allowed:
             return Response(405, b"method not allowed\n", headers=[("Allow", ", ".join(allowed))])
-        length = content_length(environ)
-        if length > config.http.max_body:
-            read_body(environ, length)
-            return error_response(413, f"request body larger than {config.http.max_body} bytes")
-        read_body(environ, length)
         query = parse_qs(environ.get("QUERY_STRING", ""))
         if route == "/health":
             healthy, report = read_health(config)
@@ -219,27 +232,84 @@ def run_cgi() -> None:
     CGIHandler().run(application)
 
 
-_SECRET_IN_LOG = re.compile(r"(token=)[^&\s\"']*", re.IGNORECASE)
+#: Seconds a read from a client may stall (request line, headers, body) before the request is given up:
+#: a body shorter than its Content-Length is answered 400 after this, not after a minute.
+READ_TIMEOUT = 10.0
+#: After a 413, read and drop at most this much for at most LINGER seconds, then close.
+LINGER_BYTES = 1 << 20
+LINGER = 1.0
 
 
 def make_server(app: Callable[..., Any], host: str = "127.0.0.1", port: int = 8080) -> Any:
-    """A threading wsgiref server (so /health answers during a tick) whose log never shows the token."""
+    """A threading wsgiref server (so /health answers during a tick) for hostile clients.
+
+    Malformed requests (bad request line or version, a target over 64 KB, a stalled or short body)
+    get their 400/414/505 answer and one log line, never a traceback. The request log shows method,
+    path and status only: no query string, nothing from the word "token" on in any encoding, never
+    the token itself, no control characters.
+    """
+    import socket
+    import sys
     from socketserver import ThreadingMixIn
     from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
+
+    secrets = app.secrets if isinstance(app, App) else list
 
     class Server(ThreadingMixIn, WSGIServer):
         daemon_threads = True
         request_queue_size = 128
 
+        def handle_error(self, request: Any, client_address: Any) -> None:
+            # socketserver prints a traceback here (a client that stalls or resets): one line instead
+            error = sys.exc_info()[1]
+            log.info("%s dropped: %s", client_address[0], type(error).__name__ if error else "error")
+
     class Handler(WSGIRequestHandler):
-        timeout = 60
+        timeout = READ_TIMEOUT
+        # An unparsable request line leaves the version at this default, and the standard library answers
+        # "HTTP/0.9" requests without a status line: the client would see no answer at all.
+        default_request_version = "HTTP/1.0"
+        # Errors the standard library answers itself, as JSON like the app's own, without echoing input
+        error_content_type = "application/json"
+        error_message_format = '{"error": "%(code)d: %(explain)s"}\n'
+        environ: dict[str, Any] = {}
+
+        def get_environ(self) -> dict[str, Any]:
+            self.environ = super().get_environ()
+            return self.environ
+
+        def handle(self) -> None:
+            self.environ = {}
+            super().handle()
+            if self.environ.get(UNREAD_BODY):
+                self._linger()
+
+        def _linger(self) -> None:
+            """Close after draining what the client still sends, so it reads the answer, not a reset."""
+            try:
+                self.wfile.flush()
+                self.connection.shutdown(socket.SHUT_WR)
+                deadline = time.monotonic() + LINGER
+                drained = 0
+                while drained < LINGER_BYTES and time.monotonic() < deadline:
+                    self.connection.settimeout(max(deadline - time.monotonic(), 0.01))
+                    chunk = self.connection.recv(65536)
+                    if not chunk:
+                        break
+                    drained += len(chunk)
+            except OSError:
+                pass
 
         def log_request(self, code: Any = "-", size: Any = "-") -> None:
-            path = self.path.split("?", 1)[0]
-            log.info("%s %s %s %s", self.address_string(), self.command, path, code)
+            # `command` and `path` are unset when the request line could not be parsed
+            log.info("%s %s %s %s", self.address_string(), printable(getattr(self, "command", None) or "-"),
+                     loggable_target(getattr(self, "path", None), secrets()), code)
+
+        def log_error(self, format: str, *args: Any) -> None:
+            """Dropped: send_error's messages quote the raw request line; log_request logs the status."""
 
         def log_message(self, format: str, *args: Any) -> None:
-            log.info("%s %s", self.address_string(), _SECRET_IN_LOG.sub(r"\1***", format % args))
+            log.info("%s %s", self.address_string(), loggable_target(format % args, secrets()))
 
     server = Server((host, port), Handler)
     server.set_app(app)

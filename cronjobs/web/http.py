@@ -5,12 +5,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from typing import Any, Callable, Iterable, Optional, Union
+from urllib.parse import unquote
 
-DRAIN_LIMIT = 1 << 20  # read at most this much of an oversized body, so the 413 reaches the client
-STATUS_TEXT = {200: "OK", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 409: "Conflict",
-               413: "Payload Too Large", 429: "Too Many Requests", 500: "Internal Server Error",
+STATUS_TEXT = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+               409: "Conflict", 413: "Payload Too Large", 429: "Too Many Requests", 500: "Internal Server Error",
                503: "Service Unavailable"}
+#: Set in the environ when a body was left unread (413): `run-cron serve` then drains it before closing,
+#: so the client reads the answer instead of a connection reset.
+UNREAD_BODY = "cronjobs.unread_body"
+LOGGED_TARGET_MAX = 200
 COMMON_HEADERS = [("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff"),
                   ("Referrer-Policy", "no-referrer")]
 
@@ -68,19 +73,76 @@ def request_token(environ: Environ, query: dict[str, list[str]]) -> Optional[str
     return values[0] if values else None
 
 
+class RequestError(Exception):
+    """The request itself is malformed: answered with `status` and `message`, never a traceback."""
+
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        self.message = message
+        super().__init__(message)
+
+
 def content_length(environ: Environ) -> int:
-    try:
-        return max(int(environ.get("CONTENT_LENGTH") or 0), 0)
-    except ValueError:
+    """The declared body length; 0 when absent, RequestError(400) when it is not a whole number >= 0."""
+    text = (environ.get("CONTENT_LENGTH") or "").strip()
+    if not text:
         return 0
+    if not text.isdigit():
+        raise RequestError(400, "invalid Content-Length")
+    return int(text)
 
 
-def read_body(environ: Environ, length: int) -> None:
-    """Read (and drop) the body: a server that closes with unread input may reset the connection."""
+def read_body(environ: Environ, length: int) -> bytes:
+    """Read the whole body of `length` bytes (the caller has refused larger ones).
+
+    A body that ends early, or stalls past the server's read timeout, is a RequestError(400): the client
+    is told at once instead of the request hanging and ending as an internal error.
+    """
     stream = environ.get("wsgi.input")
-    left = min(length, DRAIN_LIMIT)
-    while stream is not None and left > 0:
-        chunk = stream.read(min(left, 65536))
-        if not chunk:
+    chunks: list[bytes] = []
+    left = length
+    try:
+        while stream is not None and left > 0:
+            chunk = stream.read(min(left, 65536))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+    except OSError:  # the read timeout of the server's socket, or a reset
+        pass
+    if left > 0:
+        raise RequestError(400, f"request body shorter than its Content-Length ({length} bytes)")
+    return b"".join(chunks)
+
+
+_TOKEN_WORD = re.compile("token", re.IGNORECASE)
+
+
+def loggable_target(target: Optional[str], secrets: Iterable[str] = ()) -> str:
+    """A request target as it may be logged: no query string, no token, printable, short.
+
+    The target is percent-decoded until stable first, so no encoding of the query mark or of the word
+    "token" slips through; everything from the word "token" on is dropped (whatever separator precedes
+    its value), and so is any occurrence of a known secret, even in the path itself.
+    """
+    if not target:
+        return "-"
+    text = target
+    for _ in range(5):
+        decoded = unquote(text, errors="replace")
+        if decoded == text:
             break
-        left -= len(chunk)
+        text = decoded
+    text = text.split("?", 1)[0]
+    match = _TOKEN_WORD.search(text)
+    if match:
+        text = text[:match.start()] + "[redacted]"
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "[redacted]")
+    return printable(text)[:LOGGED_TARGET_MAX] or "-"
+
+
+def printable(text: str) -> str:
+    """`text` without control characters (a client must not write terminal escapes into a log)."""
+    return "".join(char if char.isprintable() else "?" for char in text)

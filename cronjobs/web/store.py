@@ -16,6 +16,7 @@ from typing import Any, Iterator, Optional
 from ..config import Config
 from ..errors import StoreError
 from ..idle import last_tick_started, no_schema, open_fast, read_tick
+from ..lock import LockError
 
 # Forking (the tick's worker) while another thread is inside SQLite could copy a held SQLite mutex into
 # the child, which would then hang until the hard limit. Threads that touch the database hold this lock,
@@ -51,7 +52,12 @@ def trigger_lock(path: str) -> Iterator[bool]:
     """A non-blocking flock that makes "too soon?" and "start the tick" one step across processes."""
     import fcntl
 
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+    except FileNotFoundError as exc:
+        raise LockError(path, "its directory does not exist") from exc
+    except OSError as exc:
+        raise LockError(path, exc.strerror or exc) from exc
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
