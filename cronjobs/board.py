@@ -1,45 +1,120 @@
-"""What the worker is doing right now, in memory it shares with the supervisor.
+"""What the worker is doing right now, in memory it shares with the supervisor and the next tick.
 
-A kill at the hard limit must not cost the runs that were not running: the supervisor needs to know
-which run was in flight and which successes were not committed yet (group commit). The worker keeps
-that here, in an anonymous shared mapping created before the fork: plain memory writes on the hot
-path, no system call, and still readable after the worker died.
+A kill must not cost the runs that were not running: recovery needs to know which run was in flight,
+which were only claimed, and which successes were not committed yet (group commit). The worker keeps
+that here, in a shared mapping of a small file beside the lock file: plain memory writes on the hot
+path, no system call, and still readable after the worker died. When the host kill -9s the
+supervisor too, the next tick reads the same file: the kernel's page cache keeps what a killed
+process wrote, so the file is trusted as long as the machine has not rebooted since (its boot id).
+Without a file (tests, the queue API) the mapping is anonymous and lives only as long as the tick.
 """
 
 from __future__ import annotations
 
 import mmap
+import os
 import struct
-from typing import Optional
+import uuid
+from typing import Iterable, NamedTuple, Optional
 
 _SLOT = struct.Struct("q")
+_MAGIC = 0x316472616F426A43  # "CjBoard1", little-endian
+_HEADER = 6  # magic, boot id (2 slots), run in flight, uncommitted successes, claimed runs
+_CURRENT, _DONE, _CLAIMED = 3, 4, 5
+
+
+class BoardState(NamedTuple):
+    """A snapshot: the run in flight (or None), successes not committed yet, runs claimed last."""
+
+    current: Optional[int]
+    done: list[int]
+    claimed: list[int]
+
+
+def boot_id() -> Optional[bytes]:
+    """16 bytes that change at every boot (Linux); None where the system does not say."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as handle:
+            return uuid.UUID(handle.read().strip()).bytes
+    except (OSError, ValueError):
+        return None
 
 
 class Board:
-    """Slot 0: the run in flight (0: none); slot 1: how many uncommitted successes; then their ids."""
+    """The shared board: a header, then `capacity` slots of successes and `capacity` of claims."""
 
-    def __init__(self, capacity: int = 256) -> None:
+    def __init__(self, capacity: int = 256, path: Optional[str] = None) -> None:
         self.capacity = capacity
-        self._memory = mmap.mmap(-1, _SLOT.size * (2 + capacity))
+        size = _SLOT.size * (_HEADER + 2 * capacity)
+        if path is None:
+            self._memory = mmap.mmap(-1, size)
+        else:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                if os.fstat(fd).st_size != size:
+                    os.ftruncate(fd, size)
+                self._memory = mmap.mmap(fd, size)
+            finally:
+                os.close(fd)
+        self._boot = boot_id()
+
+    def _get(self, slot: int) -> int:
+        return _SLOT.unpack_from(self._memory, _SLOT.size * slot)[0]
+
+    def _set(self, slot: int, value: int) -> None:
+        _SLOT.pack_into(self._memory, _SLOT.size * slot, value)
 
     def set_current(self, run_id: int) -> None:
-        _SLOT.pack_into(self._memory, 0, run_id)
+        self._set(_CURRENT, run_id)
+
+    def set_claimed(self, run_ids: Iterable[int]) -> None:
+        """Record the runs just claimed (call before their claim commits); too many: unknown."""
+        ids = list(run_ids)
+        self._set(_CLAIMED, -1)  # while rewriting: unknown, never a half-written list
+        if len(ids) > self.capacity:
+            return
+        base = _HEADER + self.capacity
+        for index, run_id in enumerate(ids):
+            self._set(base + index, run_id)
+        self._set(_CLAIMED, len(ids))
 
     def add_done(self, run_id: int) -> bool:
         """Record an uncommitted success; False when full (the caller must commit first)."""
-        count = _SLOT.unpack_from(self._memory, _SLOT.size)[0]
+        count = self._get(_DONE)
         if count >= self.capacity:
             return False
-        _SLOT.pack_into(self._memory, _SLOT.size * (2 + count), run_id)
-        _SLOT.pack_into(self._memory, _SLOT.size, count + 1)
+        self._set(_HEADER + count, run_id)
+        self._set(_DONE, count + 1)
         return True
 
     def clear_done(self) -> None:
-        _SLOT.pack_into(self._memory, _SLOT.size, 0)
+        self._set(_DONE, 0)
 
-    def read(self) -> tuple[Optional[int], list[int]]:
-        """(run in flight or None, ids of successes not committed yet)."""
-        current = _SLOT.unpack_from(self._memory, 0)[0]
-        count = _SLOT.unpack_from(self._memory, _SLOT.size)[0]
-        done = [_SLOT.unpack_from(self._memory, _SLOT.size * (2 + i))[0] for i in range(count)]
-        return (current or None), done
+    def read(self) -> BoardState:
+        """What the board says now. Claims not known (too many, or being rewritten): none listed."""
+        current = self._get(_CURRENT)
+        done = [self._get(_HEADER + i) for i in range(max(self._get(_DONE), 0))]
+        claimed_count = self._get(_CLAIMED)
+        base = _HEADER + self.capacity
+        claimed = [self._get(base + i) for i in range(claimed_count)] if claimed_count > 0 else []
+        return BoardState(current or None, done, claimed)
+
+    def leftover(self) -> Optional[BoardState]:
+        """What the last worker using this file left, if it can be trusted: written since this boot."""
+        if self._boot is None or self._get(0) != _MAGIC or self._memory[8:24] != self._boot:
+            return None
+        return self.read()
+
+    def reset(self) -> None:
+        """Start a fresh board for this tick's worker."""
+        self._set(_CURRENT, 0)
+        self._set(_DONE, 0)
+        self._set(_CLAIMED, 0)
+        if self._boot is not None:
+            self._memory[8:24] = self._boot
+            self._set(0, _MAGIC)
+        else:
+            self._set(0, 0)
+
+    def close(self) -> None:
+        self._memory.close()

@@ -22,7 +22,7 @@ import uuid as uuidlib
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Optional
 
-from .board import Board
+from .board import Board, BoardState
 from .errors import Cancelled
 
 #: Statuses of a message (and of a periodic job's run).
@@ -137,6 +137,7 @@ class Runs:
             sql = claim_sql(len(excluded), limit, len(ids))
             rows = self.db.execute(sql, (now, *excluded, *ids)).fetchall()
             claimed = [Run.from_row(row, now) for row in rows]
+            self.board.set_claimed(run.id for run in claimed)
             if claimed:
                 self.db.executemany(
                     "UPDATE message SET status = 'pending', started_at = ?, attempt_started_at = ?, "
@@ -185,6 +186,7 @@ class Runs:
                 row = self.db.execute(f"SELECT {_RUN_COLUMNS} FROM message WHERE uuid = ?", (uuid,)).fetchone()
                 self.db.execute("UPDATE job_state SET current = ? WHERE name = ?", (uuid, job_name))
             run = Run.from_row(row, now)
+            self.board.set_claimed([run.id])
             self.db.execute(
                 "UPDATE message SET status = 'pending', attempt_started_at = ?, attempt_seq = seq WHERE id = ?",
                 (now, run.id),
@@ -413,22 +415,24 @@ class Runs:
         self,
         now: float,
         reason: str,
-        board: Optional[tuple[Optional[int], list[int]]] = None,
+        board: Optional[BoardState] = None,
         also: Optional[Callable[[Run, str], None]] = None,
     ) -> list[tuple[Run, str]]:
         """Settle runs left `pending` by a worker that was killed or died.
 
         Only called while holding the supervisor lock, which proves that no worker runs them now.
-        The supervisor passes the dead worker's `board` (run in flight, uncommitted successes): those
-        successes are committed, and claimed runs that never started go back to the queue untouched.
-        For the run in flight (for every pending run when nobody knows, after the supervisor itself
-        was killed): one whose checkpoint advanced during the cut attempt continues without using an
-        attempt; one without progress uses one up, so a message that always kills its worker ends
-        `failed`. Returns each settled run with "completed", "released", "continued" or `reason`.
-        `also(run, outcome)` writes in the transaction that completes or charges a run.
+        `board` is what the dead worker left on its board (the supervisor's after a kill, the board
+        file's when the supervisor died too): its uncommitted successes are committed, and runs it
+        had only claimed go back to the queue untouched. The run in flight, and any pending run the
+        board does not know of (no board: all of them), is the one the kill cut: if its checkpoint
+        advanced during the cut attempt it continues without using an attempt; without progress it
+        uses one up, so a message that always kills its worker ends `failed`. Returns each settled
+        run with "completed", "released", "continued" or `reason`. `also(run, outcome)` writes in
+        the transaction that completes or charges a run.
         """
-        current, done = board if board is not None else (None, [])
-        done_ids = set(done)
+        current = board.current if board is not None else None
+        done_ids = set(board.done) if board is not None else set()
+        claimed_ids = set(board.claimed) if board is not None else set()
         settled: list[tuple[Run, str]] = []
         rows = self.db.execute(
             f"SELECT {_RUN_COLUMNS}, attempt_started_at, attempt_seq FROM message "
@@ -442,7 +446,7 @@ class Runs:
             finish = None if also is None else functools.partial(also, run)
             if run.id in done_ids:
                 settled.append((run, self.complete(run, now, finish)))
-            elif board is not None and run.id != current:
+            elif run.id in claimed_ids and run.id != current:
                 self.release([run])
                 settled.append((run, "released"))
             elif run.seq > run.seq_start:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Iterable, Optional
 
+from .board import BoardState
 from .constants import FAILED_OUTCOMES, schedule_key
 from .registry import Job
 from .runs import Run, Runs
@@ -159,7 +160,7 @@ def settle(
     reason: str,
     tz: tzinfo,
     backoff: float,
-    board: Optional[tuple[Optional[int], list[int]]] = None,
+    board: Optional[BoardState] = None,
 ) -> list[tuple[Run, str]]:
     """Settle the runs a dead worker left pending (`Runs.recover`), and record the periodic runs
     that ended with it (`reason`: "timeout" or "crashed") in their jobs' state, in the same

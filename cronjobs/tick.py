@@ -209,7 +209,6 @@ def _supervise(
 ) -> None:
     from .board import Board
     from .runs import Runs
-    from .supervisor import supervise
 
     registry.validate()  # a bad cron expression is a configuration error, before any work starts
     if not os.path.exists(config.database):
@@ -223,9 +222,31 @@ def _supervise(
         runs = Runs(database.connection(), config.retry_backoff, board)
         with translate_errors(config.database):  # "database is locked" names the file, as elsewhere
             Worker(runs, registry, tz, retry_backoff=config.retry_backoff, deadline=soft_deadline,
-                   trigger=trigger, force=force, emit=emit, clock=clock).run()
+                   trigger=trigger, force=force, emit=emit, clock=clock, abandoned=abandoned).run()
 
-    board = Board()  # shared with the worker: what it runs, and what it has not committed yet
+    # Shared with the worker: what it runs, what it only claimed, what it has not committed yet. In a
+    # file, so that after a kill -9 of this process the next tick still knows (see board.py).
+    board = Board(path=board_file(config))
+    abandoned = board.leftover()  # what a tick that died wholesale left behind
+    board.reset()
+    try:
+        _supervise_worker(config, registry, result, tz, board=board, work=work, on_event=on_event,
+                          lock=lock, clock=clock, hard_deadline=hard_deadline)
+    finally:
+        board.close()
+
+
+def board_file(config: Config) -> str:
+    """The worker's board, beside the lock file: per host, like the lock."""
+    return config.lock_file + ".board"
+
+
+def _supervise_worker(config: Config, registry: Registry, result: TickResult, tz: Any, *, board: Any,
+                      work: Callable[[Any], None], on_event: Callable[[dict[str, Any]], None],
+                      lock: SupervisorLock, clock: Callable[[], float], hard_deadline: Optional[float]) -> None:
+    """Fork the worker, hear its events, and settle what it left if it did not end cleanly."""
+    from .supervisor import supervise
+
     open_items: dict[str, Item] = {}
 
     def handle(event: dict[str, Any]) -> None:
@@ -269,7 +290,7 @@ def _prepare_store(config: Config) -> None:
 
 
 def _settle(config: Config, registry: Registry, tz: Any, reason: str, clock: Callable[[], float],
-            board: tuple[Optional[int], list[int]]) -> list[tuple[str, str, str, str]]:
+            board: Any) -> list[tuple[str, str, str, str]]:
     from .runs import Runs
     from .scheduler import settle
 

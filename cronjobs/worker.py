@@ -14,6 +14,7 @@ import time
 import traceback
 from typing import Any, Callable, Optional
 
+from .board import BoardState
 from .context import Context
 from .errors import Cancelled, PermanentError, ResumeLater, Retry
 from .registry import Job, Registry
@@ -107,6 +108,7 @@ class Worker:
         emit: Emit = lambda event, **fields: None,
         clock: Callable[[], float] = time.time,
         stop_requested: Callable[[], bool] = lambda: False,
+        abandoned: Optional[BoardState] = None,
     ) -> None:
         self.runs = runs
         self.registry = registry
@@ -118,6 +120,7 @@ class Worker:
         self.emit = emit
         self.clock = clock
         self.stop_requested = stop_requested
+        self.abandoned = abandoned  # the board a tick that died wholesale left, if trusted
         self.resumed: list[int] = []  # messages that asked to continue on the next tick
 
     def out_of_time(self) -> bool:
@@ -132,7 +135,8 @@ class Worker:
 
     def settle_abandoned(self) -> None:
         """Runs left pending by a tick that died: the lock we hold proves nothing runs them now."""
-        for run, outcome in settle(self.runs, self.registry.jobs, self.clock(), "crashed", self.tz, self.backoff):
+        for run, outcome in settle(self.runs, self.registry.jobs, self.clock(), "crashed", self.tz, self.backoff,
+                                   self.abandoned):
             self.emit("recovered", kind=run.kind, name=run.type, uuid=run.uuid, outcome=outcome)
 
     def run_message(self, run: Run, handlers: dict[str, Any]) -> float:

@@ -9,6 +9,7 @@ import time
 from conftest import cli_env
 
 import cronjobs
+from cronjobs.board import BoardState
 from cronjobs.registry import Job
 from cronjobs.runs import Runs
 from cronjobs.schedule import get_timezone
@@ -172,10 +173,10 @@ if pid == 0:
         board.add_done(run_id)
     os._exit(0 if not board.add_done(5) else 1)  # full: the caller must commit first
 _, status = os.waitpid(pid, 0)
-print(os.waitstatus_to_exitcode(status), board.read())
+print(os.waitstatus_to_exitcode(status), tuple(board.read()))
 board.clear_done()
 board.set_current(0)
-print(board.read())
+print(tuple(board.read()))
 """
 
 
@@ -184,7 +185,7 @@ def test_board_survives_in_shared_memory_across_fork():
     done = subprocess.run([sys.executable, "-c", BOARD_ACROSS_FORK], env=cli_env(), capture_output=True, text=True,
                           timeout=30)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == ["0 (7, [1, 2, 3, 4])", "(None, [])"]
+    assert done.stdout.splitlines() == ["0 (7, [1, 2, 3, 4], [])", "(None, [], [])"]
 
 
 def test_group_commit_writes_fast_successes_with_the_next_claim(runs, registry, queue):
@@ -194,10 +195,10 @@ def test_group_commit_writes_fast_successes_with_the_next_claim(runs, registry, 
     assert [run.uuid for run in batch] == uuids[:3]
     runs.defer_complete(batch[0], time.time())
     assert queue.get(uuids[0]).status == "pending"  # not committed yet
-    assert runs.board.read() == (None, [batch[0].id])
+    assert runs.board.read() == (None, [batch[0].id], [run.id for run in batch])
     supervisor = Runs(runs.db)  # the worker died with its deferred success: the supervisor settles
-    settled = {run.uuid: outcome for run, outcome in supervisor.recover(time.time(), "timeout",
-                                                                        (batch[1].id, [batch[0].id]))}
+    board = BoardState(batch[1].id, [batch[0].id], [run.id for run in batch])
+    settled = {run.uuid: outcome for run, outcome in supervisor.recover(time.time(), "timeout", board)}
     assert settled == {uuids[0]: "completed", uuids[1]: "timeout", uuids[2]: "released"}
     assert [queue.get(u).status for u in uuids[:3]] == ["completed", "new", "new"]
     assert [queue.get(u).attempts for u in uuids[:3]] == [0, 1, 0]

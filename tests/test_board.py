@@ -1,0 +1,99 @@
+"""The worker's board: shared with the supervisor, and in a file the next tick reads after a kill -9 of both."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import cli_env
+
+from cronjobs.board import Board, boot_id
+from cronjobs.queue import Queue
+from cronjobs.store import connect_store
+
+needs_boot_id = pytest.mark.skipif(boot_id() is None, reason="no /proc/sys/kernel/random/boot_id on this system")
+
+
+WRITE_AND_DIE = """
+import os, signal, sys
+from cronjobs.board import Board
+writer = Board(path=sys.argv[1])
+writer.set_claimed([3, 4, 5])
+writer.add_done(3)
+writer.set_current(4)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@needs_boot_id
+def test_board_file_keeps_what_a_dead_process_wrote(tmp_path):
+    path = str(tmp_path / "lock.board")
+    board = Board(path=path)
+    assert board.leftover() is None  # a new file says nothing
+    board.reset()
+    board.close()
+    died = subprocess.run([sys.executable, "-c", WRITE_AND_DIE, path], env=cli_env(), timeout=30)
+    assert died.returncode == -signal.SIGKILL
+    assert Board(path=path).leftover() == (4, [3], [3, 4, 5])
+    assert os.stat(path).st_mode & 0o777 == 0o600
+
+
+@needs_boot_id
+def test_board_file_from_another_boot_is_not_trusted(tmp_path):
+    path = str(tmp_path / "lock.board")
+    board = Board(path=path)
+    board.reset()
+    board.set_current(9)
+    board._memory[8:24] = bytes(16)  # as if written before the last reboot
+    assert board.leftover() is None
+
+
+FAST = """
+@cronjobs.handler("fast")
+def fast(ctx, payload):
+    record(ctx.job.uuid)
+    time.sleep(0.004)
+"""
+
+
+@needs_boot_id
+def test_kill_9_of_the_supervisor_mid_batch_charges_only_the_run_in_flight(project):
+    """The host kill -9s the tick (the worker dies with it): messages only claimed in the batch
+    go back untouched; at most the one in flight per kill uses an attempt."""
+    project.write_jobs(FAST)
+    database, models = connect_store(str(project.database))
+    queue = Queue(database, models)
+    uuids = {queue.enqueue("fast", i) for i in range(600)}
+    database.close()
+    kills = 0
+    for _ in range(4):
+        before = len(project.ran())
+        tick = project.start("--time-limit", "0")
+        project.wait_for(lambda before=before: len(project.ran()) >= before + 40, timeout=30)
+        tick.send_signal(signal.SIGKILL)
+        tick.wait()
+        kills += 1
+        time.sleep(0.3)  # its worker dies with it (PR_SET_PDEATHSIG)
+        with sqlite3.connect(project.database) as db:
+            pending = db.execute("SELECT COUNT(*) FROM message WHERE status = 'pending'").fetchone()[0]
+        if len(project.ran()) >= len(uuids):
+            break
+        assert pending  # the kill did leave claimed messages behind: the case under test
+    started_in_killed_ticks = set(project.ran())
+    for _ in range(10):
+        result = project.run("--time-limit", "0")
+        assert result.returncode == 0, result.stderr
+        with sqlite3.connect(project.database) as db:
+            if not db.execute("SELECT 1 FROM message WHERE status != 'completed'").fetchone():
+                break
+    with sqlite3.connect(project.database) as db:
+        rows = db.execute("SELECT uuid, status, attempts FROM message WHERE type = 'fast'").fetchall()
+    assert {status for _, status, _ in rows} == {"completed"}
+    charged = {uuid for uuid, _, attempts in rows if attempts}
+    assert charged <= started_in_killed_ticks  # a message that never ran is never charged
+    assert sum(attempts for _, _, attempts in rows) <= kills  # at most the one in flight per kill
