@@ -264,11 +264,12 @@ def _supervise_worker(config: Config, registry: Registry, result: TickResult, tz
     reason = "timeout" if outcome.timed_out else "crashed"
     if not outcome.timed_out and not outcome.error:
         log.error("worker died (exit %s, signal %s)", outcome.exit_status, outcome.signal)
-    settled = _settle(config, registry, tz, reason, clock, board.read())
+    settled, ended = _settle(config, registry, tz, reason, clock, board.read(), list(open_items), result.started_at)
     reported = {item.uuid for item in result.items}
     for uuid, kind, name, settled_outcome in settled:
-        if settled_outcome == "released":
-            continue  # claimed but never started: back in the queue, nothing ran
+        if settled_outcome == "released":  # claimed but never started: back in the queue, nothing ran
+            _drop(result, open_items.pop(uuid, None))
+            continue
         item = open_items.pop(uuid, None)
         if item is None:
             if settled_outcome == "completed" and uuid in reported:
@@ -278,8 +279,16 @@ def _supervise_worker(config: Config, registry: Registry, result: TickResult, tz
         item.outcome = settled_outcome
         if settled_outcome != "completed":
             item.error = "stopped at the time limit" if reason == "timeout" else "the worker died"
-    for item in open_items.values():  # started but never reached the store's pending state
-        item.outcome = item.outcome or reason
+    # Started, not left running, and their end never reached us: the store says how they ended.
+    for uuid, item in open_items.items():
+        item.outcome, item.error = ended.get(uuid, (None, None))
+        if item.outcome is None:
+            _drop(result, item)
+
+
+def _drop(result: TickResult, item: Optional[Item]) -> None:
+    if item is not None and item in result.items:
+        result.items.remove(item)
 
 
 def _prepare_store(config: Config) -> None:
@@ -290,16 +299,38 @@ def _prepare_store(config: Config) -> None:
 
 
 def _settle(config: Config, registry: Registry, tz: Any, reason: str, clock: Callable[[], float],
-            board: Any) -> list[tuple[str, str, str, str]]:
+            board: Any, uuids: list[str], since: float,
+            ) -> tuple[list[tuple[str, str, str, str]], dict[str, tuple[str, Optional[str]]]]:
+    """Settle what the worker left pending; also how each run of `uuids` ended since `since`."""
     from .runs import Runs
     from .scheduler import settle
 
     connection = open_fast(config.database, config.busy_timeout, config.synchronous)
     if connection is None:
-        return []
+        return [], {}
     try:
         settled = settle(Runs(connection, config.retry_backoff), registry.jobs, clock(), reason, tz,
                          config.retry_backoff, board)
-        return [(run.uuid, run.kind, run.type, outcome) for run, outcome in settled]
+        return [(run.uuid, run.kind, run.type, outcome) for run, outcome in settled], _ended(connection, uuids, since)
     finally:
         connection.close()
+
+
+def _ended(connection: sqlite3.Connection, uuids: list[str], since: float) -> dict[str, tuple[str, Optional[str]]]:
+    """(outcome, error) of the last attempt of each run that ended since `since`; a run that was
+    cancelled meanwhile without an attempt row says "cancelled"; runs back in the queue are left out."""
+    ended: dict[str, tuple[str, Optional[str]]] = {}
+    for start in range(0, len(uuids), 500):
+        chunk = uuids[start:start + 500]
+        rows = connection.execute(
+            "SELECT message.uuid, message.status, attempt.outcome, attempt.error FROM message "
+            "LEFT JOIN attempt ON attempt.id = (SELECT MAX(id) FROM attempt WHERE attempt.message_id = message.id "
+            f"AND finished_at >= ?) WHERE message.uuid IN ({', '.join('?' * len(chunk))})",
+            (since, *chunk),
+        )
+        for uuid, status, outcome, error in rows:
+            if outcome is not None:
+                ended[uuid] = (outcome, error if outcome != "completed" else None)
+            elif status in ("completed", "failed", "cancelled"):
+                ended[uuid] = (status, None if status != "failed" else "the worker died")
+    return ended

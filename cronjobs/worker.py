@@ -142,10 +142,10 @@ class Worker:
     def run_message(self, run: Run, handlers: dict[str, Any]) -> float:
         """Run one claimed message; returns how long it took."""
         began = time.monotonic()
+        self.runs.board.set_current(run.id)  # before "start": a reported start is a run in flight
         self.emit("start", kind="message", name=run.type, uuid=run.uuid, attempt=run.attempt)
         handler = handlers.get(run.type)
         error: Optional[str]
-        self.runs.board.set_current(run.id)
         if handler is None:
             error = f"UnknownMessageType: no handler for message type {run.type!r}"
             self.runs.fail(run, self.clock(), error, None, permanent=True)
@@ -187,10 +187,10 @@ class Worker:
     def run_job(self, planned: Planned, state: Optional[JobState]) -> None:
         job = planned.job
         run = self.runs.start_job_run(job.name, self.clock(), resume=planned.resume)
+        self.runs.board.set_current(run.id)
         self.emit("start", kind="job", name=job.name, uuid=run.uuid, attempt=run.attempt, reason=planned.reason)
         began = time.monotonic()
         ctx = Context(self.runs, run, self.deadline, self.emit, self.stop_requested)
-        self.runs.board.set_current(run.id)
 
         def record(outcome: str, error: Optional[str], now: float) -> None:
             record_outcome(self.runs.db, job, state, run.started_at, outcome, error, now, self.tz, self.backoff)

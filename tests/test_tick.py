@@ -374,3 +374,34 @@ def report(ctx): record("report")
     assert runs[0][1] == "completed"
     assert runs[1][1] != "completed"  # its completion was rolled back with the state update
     assert current == runs[1][0]  # still the job's unfinished run, settled by the next tick
+
+
+def test_a_run_that_completed_is_reported_completed_even_if_its_end_never_reached_the_supervisor(project):
+    """The summary takes what the store says, not a guess: a kill after a run's commit and before
+    its "end" event reached the supervisor once reported `crashed: None` for a completed run."""
+    project.write_jobs("""
+@cronjobs.daily
+def first(ctx):
+    record("first")
+    for fd in range(3, 256):  # the worker's event pipe: what the supervisor hears from now on is lost
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}").startswith("pipe:"):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
+        except OSError:
+            pass
+
+@cronjobs.daily
+def second(ctx):
+    record("second")
+    time.sleep(60)
+""")
+    project.write_config(extra="[log]\nfile = run-cron.log\nlevel = INFO\n")
+    result = project.run("--time-limit", "3", "--force", "all")
+    assert project.ran() == ["first", "second"]
+    assert result.returncode == 1
+    assert [line for line in result.stderr.splitlines() if line.startswith("run-cron: job")] == [
+        line for line in result.stderr.splitlines() if "job second" in line and "timeout: stopped at" in line]
+    assert ": None" not in result.stderr
+    assert "2 run(s), 1 failed" in (project.path / "run-cron.log").read_text()
+    with sqlite3.connect(project.database) as db:
+        assert db.execute("SELECT status FROM message WHERE type = 'first'").fetchone() == ("completed",)
