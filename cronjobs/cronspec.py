@@ -114,7 +114,7 @@ def parse(expression: str) -> CronSpec:
 def _number(text: str, field: str, low: int, high: int, names: tuple[str, ...]) -> int:
     if text.lower() in names:
         return names.index(text.lower()) + low
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise ValueError(f"{text!r} is not a number or name in the {field} field")
     value = int(text)
     if not low <= value <= high:
@@ -128,7 +128,7 @@ def _parse_field(text: str, field: str, low: int, high: int, names: tuple[str, .
         span, slash, step_text = item.partition("/")
         step = 1
         if slash:
-            if not step_text.isdigit() or int(step_text) == 0:
+            if not (step_text.isascii() and step_text.isdigit()) or int(step_text) == 0:
                 raise ValueError(f"bad step {step_text!r} in the {field} field")
             step = int(step_text)
         if span == "*":

@@ -272,6 +272,8 @@ def test_success_resets_failure_count(tz):
         ("5/2 * * * *", "bad cron expression"),
         ("0 0 * * 8", "bad cron expression"),
         ("0 0 * *", "bad cron expression"),
+        ("\u0661 * * * *", "is not a number or name in the minute field"),  # an Arabic-Indic digit one
+        ("0 0 31 4 *", "it never fires"),
     ],
 )
 def test_bad_expressions_are_named(expression, problem):
