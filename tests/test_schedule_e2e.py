@@ -74,3 +74,18 @@ def test_spring_in_berlin(project):
     assert ran(project, "twice") == ["03:00 CEST", "03:01 CEST"]  # each skipped time, one per tick
     assert ran(project, "wild-two") == []  # 02:xx never showed on the clock
     assert not os.path.exists(str(project.database) + "-journal")
+
+
+def test_hourly_on_lord_howe_when_clocks_go_back_30_minutes(project):
+    project.write_config(timezone="Australia/Lord_Howe")
+    project.write_jobs("""
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+@cronjobs.hourly
+def hourly(ctx): record("hourly", datetime.now(ZoneInfo("Australia/Lord_Howe")).strftime("%H:%M%z"))
+""")
+    # 02:00 +11 on 5 April is 15:00 UTC, when the clock goes back to 01:30 +1030; a tick every 10 minutes.
+    for minute in range(-10, 121, 10):
+        tick_at(project, f"2026-04-04 {14 + minute // 60:02d}:{minute % 60:02d}:10")
+    assert ran(project, "hourly") == ["00:50+1100", "01:00+1100", "02:00+1030"]  # the first: never ran
