@@ -44,7 +44,7 @@ class UnknownJobError(CronjobsError):
     def __init__(self, what: str) -> None:
         self.what = what
         super().__init__(
-            f"no job or interval named {what!r} (try 'run-cron list' or an interval such as 'daily')"
+            f"no job or interval named {what!r} (try 'run-cron periodic' or an interval such as 'daily')"
         )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from .errors import StoreError
@@ -23,6 +23,8 @@ class Entry:
     finished_at: Optional[float]
     outcome: Optional[str]  # None while it runs
     error: Optional[str]
+    message_id: int = 0
+    warnings: list[str] = field(default_factory=list)  # what ctx.warn said during this attempt
 
     @property
     def duration(self) -> Optional[float]:
@@ -38,6 +40,8 @@ class Entry:
             "finished_at": iso(self.finished_at),
             "outcome": self.outcome,
             "error": self.error,
+            "attempt": self.attempt,
+            "warnings": list(self.warnings),
         }
 
 
@@ -45,7 +49,7 @@ def read(connection: sqlite3.Connection, name: Optional[str] = None, limit: int 
     """The newest `limit` attempts, of the job or message type `name` if given."""
     sql = (
         "SELECT message.kind, message.type, message.uuid, attempt.number, attempt.started_at, "
-        "attempt.finished_at, attempt.outcome, attempt.error "
+        "attempt.finished_at, attempt.outcome, attempt.error, attempt.message_id "
         "FROM attempt JOIN message ON message.id = attempt.message_id"
     )
     params: list[Any] = []
@@ -55,11 +59,31 @@ def read(connection: sqlite3.Connection, name: Optional[str] = None, limit: int 
     sql += " ORDER BY attempt.started_at DESC, attempt.id DESC LIMIT ?"
     params.append(int(limit))
     try:
-        return [Entry(*row) for row in connection.execute(sql, params)]
+        entries = [Entry(*row) for row in connection.execute(sql, params)]
     except sqlite3.OperationalError as exc:
         if no_schema(exc):
             return []
         raise
+    _add_warnings(connection, entries)
+    return entries
+
+
+def _add_warnings(connection: sqlite3.Connection, entries: list[Entry]) -> None:
+    """Give each attempt the warnings its message recorded between the attempt's start and end."""
+    ids = sorted({entry.message_id for entry in entries})
+    if not ids:
+        return
+    by_message: dict[int, list[Entry]] = {}
+    for entry in entries:
+        by_message.setdefault(entry.message_id, []).append(entry)
+    rows = connection.execute(
+        f"SELECT message_id, at, text FROM warning WHERE message_id IN ({', '.join('?' * len(ids))}) ORDER BY id",
+        ids)
+    for message_id, at, text in rows:
+        for entry in by_message[message_id]:
+            if entry.started_at <= at and (entry.finished_at is None or at <= entry.finished_at + 0.001):
+                entry.warnings.append(text)
+                break
 
 
 def history(config: Any, name: Optional[str] = None, limit: int = DEFAULT_LIMIT) -> list[Entry]:
@@ -92,6 +116,7 @@ def table_rows(entries: list[Entry], tz: Any) -> list[dict[str, Any]]:
             "outcome": entry.outcome or "running",
             "duration": None if entry.duration is None else f"{entry.duration:.2f} s",
             "error": entry.error,
+            "warnings": "; ".join(entry.warnings) or None,
         }
         for entry in entries
     ]

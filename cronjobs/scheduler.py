@@ -51,8 +51,10 @@ def _dt(timestamp: float) -> datetime:
     return datetime.fromtimestamp(timestamp, UTC)
 
 
+#: Databases written before 0.2 say "success" where everything else says "completed".
+LAST_OUTCOME = "CASE last_outcome WHEN 'success' THEN 'completed' ELSE last_outcome END"
 _COLUMNS = (
-    "job_state.name, job_state.schedule, first_seen, last_run, last_finished, last_outcome, "
+    f"job_state.name, job_state.schedule, first_seen, last_run, last_finished, {LAST_OUTCOME}, "
     "last_error, failures, next_due, current"
 )
 
@@ -140,7 +142,7 @@ def record_outcome(
     failures = 0
     if outcome != "completed":
         failures = count_failures(job.schedule, previous, _dt(started_at), tz)
-    last = LastRun(_dt(started_at), "success" if outcome == "completed" else outcome, failures)
+    last = LastRun(_dt(started_at), outcome, failures)
     first_seen = _dt(state.first_seen) if state else last.started_at
     due = next_due(job.schedule, last, tz, first_seen, backoff)[0].timestamp()
     db.execute(

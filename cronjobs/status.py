@@ -188,7 +188,8 @@ def collect(config: Any, registry: Registry) -> Facts:
             states = {
                 row[0]: row[1:]
                 for row in connection.execute(
-                    "SELECT name, last_run, last_outcome, last_error, next_due, current FROM job_state")
+                    "SELECT name, last_run, CASE last_outcome WHEN 'success' THEN 'completed' ELSE last_outcome END, "
+                    "last_error, next_due, current FROM job_state")
             }
         except sqlite3.Error as exc:
             if no_schema(exc):  # created, but no schema yet

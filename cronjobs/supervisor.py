@@ -3,12 +3,14 @@
 The supervisor owns the clock: at the deadline it SIGKILLs the worker's whole process group, which no
 Python code, signal handler or blocking C call can ignore. The worker asks the kernel to SIGKILL it
 when the supervisor dies (PR_SET_PDEATHSIG), so a host that kill -9s the supervisor leaves no orphan
-running without a deadline. Events travel over a pipe as JSON lines, one per line.
+running without a deadline. Events travel over a pipe as JSON lines, one per line; so do the worker's
+log records, which the supervisor then logs itself, so job output and events stay in order.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import select
 import signal
@@ -57,6 +59,31 @@ def _die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="cronjobs-parent-watch", daemon=True).start()
 
 
+class _PipeLogHandler(logging.Handler):
+    """In the worker: sends each `cronjobs` log record to the supervisor as a `log` event."""
+
+    def __init__(self, emit: Emit) -> None:
+        super().__init__()
+        self._emit = emit
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            exc_text = logging.Formatter().formatException(record.exc_info) if record.exc_info else None
+            self._emit("log", name=record.name, level=record.levelno, message=record.getMessage(),
+                       exc_text=exc_text, process=record.process)
+        except Exception:
+            self.handleError(record)
+
+
+def _log_in_supervisor(event: dict[str, Any]) -> None:
+    level = int(event.get("level") or logging.INFO)
+    record = logging.makeLogRecord({
+        "name": str(event.get("name") or "cronjobs"), "levelno": level, "levelname": logging.getLevelName(level),
+        "msg": str(event.get("message", "")), "exc_text": event.get("exc_text"), "process": event.get("process"),
+    })
+    logging.getLogger(record.name).handle(record)
+
+
 def _child(work: Callable[[Emit], None], write_fd: int, parent: int, close_fds: tuple[int, ...]) -> None:
     """Body of the forked worker; never returns."""
     code = 0
@@ -80,6 +107,8 @@ def _child(work: Callable[[Emit], None], write_fd: int, parent: int, close_fds: 
             # what recovery needs after a kill is on the shared Board, not in this pipe.
             if fields.get("kind") != "message" or event not in ("start", "end"):
                 pipe.flush()
+
+        logging.getLogger("cronjobs").handlers[:] = [_PipeLogHandler(emit)]
 
         try:
             work(emit)
@@ -183,6 +212,9 @@ def _dispatch(line: bytes, result: Supervised, on_event: Callable[[dict[str, Any
     try:
         event = json.loads(line)
     except ValueError:
+        return
+    if event.get("event") == "log":
+        _log_in_supervisor(event)
         return
     if event.get("event") == "error":
         result.error = event.get("error")

@@ -207,7 +207,7 @@ def test_force_unknown_job_is_a_usage_error(project):
     result = project.run("--force", "nope")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "run-cron: error: no job or interval named 'nope' (try 'run-cron list' or an interval such as 'daily')"
+        "run-cron: error: no job or interval named 'nope' (try 'run-cron periodic' or an interval such as 'daily')"
     ]
 
 
@@ -229,7 +229,7 @@ def test_list_json_reports_schedule_last_run_outcome_and_next_due(project):
     assert user_jobs == ["y", "mo", "w", "boom", "d", "h", "m", "every-minute-cron"]
     assert {"name", "schedule", "last_run", "last_outcome", "next_due"} <= set(rows[0])
     assert by_name["boom"]["last_outcome"] == "failed"
-    assert by_name["d"]["last_outcome"] == "success"
+    assert by_name["d"]["last_outcome"] == "completed"
     assert by_name["every-minute-cron"]["last_run"] is None
     assert by_name["every-minute-cron"]["schedule"] == "* * * * *"
     assert by_name["d"]["next_due"].endswith(("+01:00", "+02:00"))
@@ -324,7 +324,7 @@ def later(ctx):
     time.sleep(1.6)
     assert project.run().returncode == 0
     assert project.ran() == ["later 1", "later 1"]  # Retry uses no attempt
-    assert json.loads(project.run("list", "--json").stdout)[0]["last_outcome"] == "success"
+    assert json.loads(project.run("list", "--json").stdout)[0]["last_outcome"] == "completed"
 
 
 def test_tick_facts_live_beside_the_database_and_an_idle_tick_does_not_write_it(project):

@@ -10,19 +10,21 @@ from typing import Any, Optional
 
 import click
 
-from .options import CliError, Reporter, State, config_option, json_option, print_failures
+from .options import CliError, Reporter, State, common_options, json_option, print_failures
 
 #: Holds the subcommands; `main.Group.get_command` and `list_commands` read `COMMANDS.commands`.
 COMMANDS = click.Group("run-cron")
 command = COMMANDS.command
+#: Old names, kept working exactly as before: `list` lists periodic jobs, `jobs` queued messages.
+ALIASES = {"list": "periodic", "jobs": "messages"}
 
 
-@command("list")
-@config_option
+@command("periodic")
+@common_options
 @json_option
 @click.pass_obj
-def list_jobs(state: State, config_path: Optional[str], as_json: bool) -> None:
-    """Every periodic job with its schedule, last run, last outcome and next due time."""
+def periodic(state: State, config_path: Optional[str], as_json: bool) -> None:
+    """Every periodic job with its schedule, last run, last outcome and next due time (alias: list)."""
     from ..registry import registry
     from ..views import job_rows, render_table
 
@@ -37,7 +39,7 @@ def list_jobs(state: State, config_path: Optional[str], as_json: bool) -> None:
 
 
 @command()
-@config_option
+@common_options
 @click.argument("message_type", metavar="TYPE")
 @click.argument("payload", metavar="[PAYLOAD_JSON]", required=False)
 @click.option("--priority", type=int, default=0, show_default=True, help="Higher runs first.")
@@ -63,16 +65,16 @@ def enqueue(state: State, config_path: Optional[str], message_type: str, payload
 
 
 @command()
-@config_option
+@common_options
 @click.option("--status", type=click.Choice(["new", "pending", "completed", "failed", "cancelled"]))
 @click.option("--type", "message_type", metavar="TYPE")
 @click.option("--owner")
 @click.option("--limit", type=click.IntRange(min=1), default=None)
 @json_option
 @click.pass_obj
-def jobs(state: State, config_path: Optional[str], status: Optional[str], message_type: Optional[str],
-         owner: Optional[str], limit: Optional[int], as_json: bool) -> None:
-    """Queued messages with status and progress, newest first."""
+def messages(state: State, config_path: Optional[str], status: Optional[str], message_type: Optional[str],
+             owner: Optional[str], limit: Optional[int], as_json: bool) -> None:
+    """Queued messages with status and progress, newest first (alias: jobs)."""
     from ..views import message_rows, render_table
 
     with state.queue(config_path) as queue:
@@ -87,7 +89,7 @@ def jobs(state: State, config_path: Optional[str], status: Optional[str], messag
 
 
 @command()
-@config_option
+@common_options
 @click.argument("uuid")
 @json_option
 @click.pass_obj
@@ -106,7 +108,7 @@ def show(state: State, config_path: Optional[str], uuid: str, as_json: bool) -> 
 
 
 @command()
-@config_option
+@common_options
 @click.argument("uuid", required=False)
 @click.option("--failed", "all_failed", is_flag=True, help="Retry every failed message.")
 @click.pass_obj
@@ -124,7 +126,7 @@ def retry(state: State, config_path: Optional[str], uuid: Optional[str], all_fai
 
 
 @command()
-@config_option
+@common_options
 @click.argument("uuid")
 @click.pass_obj
 def cancel(state: State, config_path: Optional[str], uuid: str) -> None:
@@ -134,7 +136,7 @@ def cancel(state: State, config_path: Optional[str], uuid: str) -> None:
 
 
 @command()
-@config_option
+@common_options
 @click.argument("uuid")
 @click.argument("name")
 @click.option("-o", "--output", metavar="FILE", help="Write to FILE.")  # no click.Path: it calls gettext at import
@@ -159,7 +161,7 @@ def attachment(state: State, config_path: Optional[str], uuid: str, name: str, o
 
 
 @command()
-@config_option
+@common_options
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
               help="Port to listen on (0: any free port).")
@@ -181,7 +183,7 @@ def serve(state: State, config_path: Optional[str], host: str, port: int) -> Non
 
 
 @command()
-@config_option
+@common_options
 @click.option("--every", type=int, default=1, show_default=True, metavar="MINUTES",
               help="Minutes between ticks, for hosts that allow only every 5 or 15 minutes.")
 @click.option("--print", "print_only", is_flag=True, help="Print the line (for a control panel); change nothing.")
@@ -215,7 +217,7 @@ def install(state: State, config_path: Optional[str], every: int, print_only: bo
 
 
 @command()
-@config_option
+@common_options
 @json_option
 @click.pass_obj
 def status(state: State, config_path: Optional[str], as_json: bool) -> None:
@@ -254,7 +256,7 @@ def status(state: State, config_path: Optional[str], as_json: bool) -> None:
 
 
 @command()
-@config_option
+@common_options
 @click.option("--time-limit", type=click.FloatRange(min=0), metavar="SECONDS",
               help="Hard limit of each tick (default: the configuration's time_limit; 0: none).")
 @click.option("--sleep", type=click.FloatRange(min=0.05), default=5.0, show_default=True, metavar="SECONDS",
@@ -281,7 +283,7 @@ def worker(state: State, config_path: Optional[str], time_limit: Optional[float]
 
 
 @command()
-@config_option
+@common_options
 @click.option("--job", "name", metavar="NAME", help="Only runs of this job, or attempts of this message type.")
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="At most this many.")
 @json_option
@@ -300,11 +302,11 @@ def history(state: State, config_path: Optional[str], name: Optional[str], limit
         click.echo(json.dumps([entry.to_json() for entry in entries], indent=2))
         return
     click.echo(render_table(table_rows(entries, config.tz),
-                            ["started", "kind", "name", "uuid", "attempt", "outcome", "duration", "error"]))
+                            ["started", "kind", "name", "uuid", "attempt", "outcome", "duration", "error", "warnings"]))
 
 
 @command()
-@config_option
+@common_options
 @click.option("--failed", "failed", is_flag=True,
               help="Also delete every failed message, with its history and attachments.")
 @click.pass_obj

@@ -31,9 +31,9 @@ class Group(click.Group):
         return sorted(COMMANDS.commands)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> Optional[click.Command]:
-        from .commands import COMMANDS
+        from .commands import ALIASES, COMMANDS
 
-        return COMMANDS.commands.get(cmd_name)
+        return COMMANDS.commands.get(ALIASES.get(cmd_name, cmd_name))
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

@@ -22,13 +22,20 @@ class CliError(click.ClickException):
 
 
 class State:
-    """Options of the group, shared with the subcommands."""
+    """Options of the group, shared with the subcommands (which may repeat -v, -q and --config)."""
 
     def __init__(self, config_path: Optional[str], verbose: int, quiet: bool) -> None:
         self.config_path = config_path
-        self.verbose = 0 if quiet else verbose
+        self._verbose = verbose
         self.quiet = quiet
         self._config: Any = None
+
+    @property
+    def verbose(self) -> int:
+        return 0 if self.quiet else self._verbose
+
+    def add_verbose(self, count: int) -> None:
+        self._verbose += count
 
     def config(self, override: Optional[str] = None, load_jobs: bool = True) -> Any:
         from ..config import find_config_path, load_config
@@ -60,6 +67,8 @@ def setup_logging(config: Any, verbose: int) -> None:
     handler.setFormatter(logging.Formatter("run-cron: %(message)s"))
     handler.setLevel(level)
     handler.addFilter(lambda record: record.name != "cronjobs.events")  # for the log file (eventlog.py)
+    if not verbose:
+        handler.addFilter(_not_job_warnings)
     root = logging.getLogger("cronjobs")
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -70,6 +79,12 @@ def setup_logging(config: Any, verbose: int) -> None:
         add_file_handler(root, config)
 
 
+def _not_job_warnings(record: logging.LogRecord) -> bool:
+    # Without -v a successful tick prints nothing (cron mails any output): what jobs log below ERROR,
+    # ctx.warn included, goes to the log file, the history, `status` and the page, not to stderr.
+    return record.levelno >= logging.ERROR or not record.name.startswith("cronjobs.run.")
+
+
 config_option = click.option(
     "--config",
     "config_path",
@@ -77,6 +92,27 @@ config_option = click.option(
     help="Configuration file (default: $RUN_CRON_CONFIG, else ./config/run-cron.ini).",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+
+def _more_verbose(ctx: click.Context, param: click.Parameter, value: int) -> None:
+    state = ctx.find_object(State)
+    if value and state is not None:
+        state.add_verbose(value)
+
+
+def _quiet(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    state = ctx.find_object(State)
+    if value and state is not None:
+        state.quiet = True
+
+
+def common_options(command: Any) -> Any:
+    """--config, -v and -q, accepted after the subcommand as well as before it."""
+    command = click.option("-q", "--quiet", is_flag=True, expose_value=False, callback=_quiet,
+                           help="Print nothing but errors.")(command)
+    command = click.option("-v", "--verbose", count=True, expose_value=False, callback=_more_verbose,
+                           help="Say what happens (-vv: more).")(command)
+    return config_option(command)
 
 
 def print_failures(result: Any, quiet: bool) -> None:

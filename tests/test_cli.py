@@ -1,0 +1,115 @@
+"""What a new user meets on the command line: command names, common options anywhere, quiet success,
+events in order. Through the real `run-cron` in subprocesses."""
+
+from __future__ import annotations
+
+import json
+import signal
+
+JOBS = """
+@cronjobs.daily
+def nightly(ctx):
+    ctx.log.info("nightly says hello")
+    ctx.warn("disk 91% full")
+    record("nightly")
+
+@cronjobs.handler("mail.send")
+def send(ctx, payload):
+    ctx.log.info("sending to %s", payload["to"])
+    record("sent", payload["to"])
+"""
+
+
+def test_periodic_and_messages_are_the_names_and_list_and_jobs_still_work(project):
+    project.write_jobs(JOBS)
+    assert project.run("--force", "all").returncode == 0
+    project.run("enqueue", "mail.send", '{"to": "a@example.org"}')
+    periodic = project.run("periodic")
+    assert periodic.returncode == 0, periodic.stderr
+    assert "nightly" in periodic.stdout and "mail.send" not in periodic.stdout
+    assert project.run("list").stdout == periodic.stdout
+    assert project.run("periodic", "--json").stdout == project.run("list", "--json").stdout
+    messages = project.run("messages")
+    assert messages.returncode == 0, messages.stderr
+    assert "mail.send" in messages.stdout
+    assert project.run("jobs").stdout == messages.stdout
+    assert project.run("messages", "--json").stdout == project.run("jobs", "--json").stdout
+    helped = project.run("--help").stdout
+    assert "periodic" in helped and "messages" in helped
+
+
+def test_list_says_completed_as_history_does(project):
+    project.write_jobs(JOBS)
+    project.run("--force", "all")
+    rows = json.loads(project.run("periodic", "--json").stdout)
+    assert [row["last_outcome"] for row in rows if row["name"] == "nightly"] == ["completed"]
+    history = json.loads(project.run("history", "--json").stdout)
+    assert [entry["outcome"] for entry in history if entry["name"] == "nightly"] == ["completed"]
+    assert "success" not in project.run("periodic").stdout
+
+
+def test_common_options_after_the_subcommand(project, tmp_path):
+    project.write_jobs(JOBS)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    import subprocess
+    import sys
+
+    from conftest import cli_env
+
+    after = subprocess.run([sys.executable, "-m", "cronjobs", "periodic", "--config", str(project.config), "-v"],
+                           capture_output=True, text=True, env=cli_env(), cwd=elsewhere)
+    assert after.returncode == 0, after.stderr
+    assert "nightly" in after.stdout
+    quiet = project.run("purge", "-q")
+    assert quiet.returncode == 0 and quiet.stdout == "" and quiet.stderr == ""
+
+
+def test_worker_accepts_v_after_the_subcommand(project):
+    project.write_jobs(JOBS)
+    project.run("--force", "all")
+    project.run("enqueue", "mail.send", '{"to": "b@example.org"}')
+    worker = project.start("worker", "-v", "--sleep", "0.1")
+    try:
+        project.wait_for(lambda: "sent b@example.org" in project.ran())
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        out, err = worker.communicate(timeout=20)
+    assert worker.returncode == 0, err
+    assert "start message mail.send" in err and "sending to b@example.org" in err
+
+
+def test_warnings_of_a_successful_tick_go_to_history_not_stderr(project):
+    project.write_jobs(JOBS)
+    tick = project.run("--force", "all")
+    assert tick.returncode == 0
+    assert tick.stderr == "" and tick.stdout == ""
+    history = json.loads(project.run("history", "--json").stdout)
+    nightly = [entry for entry in history if entry["name"] == "nightly"][0]
+    assert nightly["warnings"] == ["disk 91% full"]
+    assert "disk 91% full" in project.run("history").stdout
+    verbose = project.run("--force", "all", "-v")
+    assert "disk 91% full" in verbose.stderr
+
+
+def test_a_jobs_own_log_lines_come_after_its_start_line(project):
+    project.write_jobs(JOBS)
+    project.write_config("[log]\nfile = run-cron.log\nlevel = INFO\n")
+    tick = project.run("--force", "all", "-v")
+    assert tick.returncode == 0, tick.stderr
+    project.run("enqueue", "mail.send", '{"to": "c@example.org"}')
+    drain = project.run("-v")
+    assert drain.returncode == 0, drain.stderr
+    lines = tick.stderr.splitlines() + drain.stderr.splitlines()
+
+    def index(text: str, within: list[str]) -> int:
+        return next(i for i, line in enumerate(within) if text in line)
+
+    assert index("start job nightly", lines) < index("nightly says hello", lines) < index("end job nightly", lines)
+    assert (index("start message mail.send", lines) < index("sending to c@example.org", lines)
+            < index("end message mail.send", lines))
+    logged = (project.path / "run-cron.log").read_text().splitlines()
+    assert (index("start job nightly", logged) < index("nightly says hello", logged)
+            < index("end job nightly", logged))
+    assert (index("start message mail.send", logged) < index("sending to c@example.org", logged)
+            < index("end message mail.send", logged))
