@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterator, Optional, Union
 
+from .constants import FAILED_OUTCOMES
 from .errors import AttachmentNotFound, InvalidPayload, InvalidState, MessageNotFound
 from .runs import CANCELLED, FAILED, NEW, PENDING, STATUSES, new_uuid
 
@@ -103,7 +104,7 @@ class MessageView:
     progress: float
     offset: Any
     state: dict[str, Any]
-    attempts: int
+    attempts: int  # numbered as `history` numbers them: 1 while (or after) the first attempt runs
     max_attempts: int
     priority: int
     key: Optional[str]
@@ -119,6 +120,7 @@ class MessageView:
     errors: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[dict[str, Any]] = field(default_factory=list)
     attachments: list[dict[str, Any]] = field(default_factory=list)
+    attempts_used: int = 0  # attempts that count against max_attempts (failures, not continuations)
 
     def to_json(self) -> dict[str, Any]:
         """The fields of `run-cron show --json`, times as ISO 8601 UTC strings."""
@@ -130,6 +132,7 @@ class MessageView:
             "offset": self.offset,
             "state": self.state,
             "attempts": self.attempts,
+            "attempts_used": self.attempts_used,
             "max_attempts": self.max_attempts,
             "priority": self.priority,
             "key": self.key,
@@ -150,8 +153,25 @@ class MessageView:
 
 _VIEW_COLUMNS = (
     "id, uuid, kind, type, status, progress, offset_json, state_json, attempts, max_attempts, "
-    "priority, key, owner, payload, error, created_at, started_at, finished_at, run_at, done, total"
+    "priority, key, owner, payload, error, created_at, started_at, finished_at, run_at, done, total, "
+    "(SELECT number || ' ' || COALESCE(outcome, '') FROM attempt WHERE attempt.message_id = message.id "
+    "ORDER BY attempt.id DESC LIMIT 1)"
 )
+
+
+def shown_attempts(used: int, latest: Optional[str]) -> int:
+    """The attempt a message is on, as `history` numbers it (1 while or after its first attempt runs).
+
+    `latest` is the number and outcome of its latest attempt. One that failed used itself up, so the
+    count is `used` (also right after `retry` reset it to 0); any other (running, completed,
+    continued after a cut, Retry, cancelled) is attempt `used + 1`.
+    """
+    if latest is None:
+        return used
+    number, _, outcome = latest.partition(" ")
+    if outcome in FAILED_OUTCOMES:
+        return used
+    return min(int(number), used + 1)
 
 
 class Queue:
@@ -205,7 +225,7 @@ class Queue:
     def _view(self, row: tuple[Any, ...], details: bool) -> MessageView:
         (row_id, uuid, kind, type_, status, progress, offset_json, state_json, attempts, max_attempts,
          priority, key, owner, payload, error, created_at, started_at, finished_at, run_at, done,
-         total) = row
+         total, latest_attempt) = row
         view = MessageView(
             uuid=uuid,
             kind=kind,
@@ -214,7 +234,8 @@ class Queue:
             progress=progress or 0.0,
             offset=None if offset_json is None else json.loads(offset_json),
             state={} if state_json is None else json.loads(state_json),
-            attempts=attempts,
+            attempts=shown_attempts(attempts, latest_attempt),
+            attempts_used=attempts,
             max_attempts=max_attempts,
             priority=priority,
             key=key,

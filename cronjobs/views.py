@@ -104,7 +104,8 @@ def render_table(rows: Iterable[dict[str, Any]], columns: list[str]) -> str:
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in cells)
 
 
-def message_rows(views: Iterable[MessageView]) -> list[dict[str, Any]]:
+def message_rows(views: Iterable[MessageView], tz: Any) -> list[dict[str, Any]]:
+    """Rows for `run-cron messages`: times in the configured zone, as every text output shows them."""
     return [
         {
             "uuid": view.uuid,
@@ -113,21 +114,26 @@ def message_rows(views: Iterable[MessageView]) -> list[dict[str, Any]]:
             "progress": f"{view.progress:.0f}%",
             "attempts": f"{view.attempts}/{view.max_attempts}",
             "owner": view.owner,
-            "created": local_iso(view.created_at, UTC),
+            "created": local_iso(view.created_at, tz),
         }
         for view in views
     ]
 
 
-def describe_message(view: MessageView) -> str:
+def describe_message(view: MessageView, tz: Any) -> str:
+    """`run-cron show`: times in the configured zone; attempts counted as `history` numbers them."""
     data = view.to_json()
+    times = {"created_at": view.created_at, "started_at": view.started_at, "finished_at": view.finished_at,
+             "run_at": view.run_at if view.status == "new" else None}
+    for key, timestamp in times.items():
+        data[key] = local_iso(timestamp, tz)
     lines = [f"{key + ':':<13}{'-' if data[key] is None else data[key]}" for key in (
         "uuid", "type", "status", "progress", "offset", "state", "attempts", "max_attempts", "priority",
-        "key", "owner", "created_at", "started_at", "finished_at")]
+        "key", "owner", "created_at", "run_at", "started_at", "finished_at")]
     lines.append("errors:" + ("" if view.errors else " -"))
     lines += [f"  attempt {e['attempt']} {e['outcome']}: {e['error']}" for e in view.errors]
     lines.append("warnings:" + ("" if view.warnings else " -"))
-    lines += [f"  {w['text']}" for w in view.warnings]
+    lines += [f"  {local_iso(w['at'], tz)} {w['text']}" for w in view.warnings]
     lines.append("attachments:" + ("" if view.attachments else " -"))
     lines += [f"  {a['name']} ({a['size']} bytes)" for a in view.attachments]
     return "\n".join(lines)

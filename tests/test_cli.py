@@ -113,3 +113,41 @@ def test_a_jobs_own_log_lines_come_after_its_start_line(project):
             < index("end job nightly", logged))
     assert (index("start message mail.send", logged) < index("sending to c@example.org", logged)
             < index("end message mail.send", logged))
+
+
+def test_messages_and_show_print_times_in_the_configured_zone(project):
+    project.write_jobs(JOBS)
+    project.write_config(timezone="America/New_York")
+    uuid = project.run("enqueue", "mail.send", '{"to": "d@example.org"}').stdout.strip()
+    listed = project.run("messages").stdout
+    created = json.loads(project.run("show", uuid, "--json").stdout)["created_at"]
+    assert created.endswith("+00:00")  # JSON stays UTC
+    from datetime import datetime
+
+    from cronjobs.schedule import get_timezone
+
+    local = datetime.fromisoformat(created).astimezone(get_timezone("America/New_York")).isoformat(timespec="seconds")
+    assert local in listed
+    assert f"created_at:  {local}" in project.run("show", uuid).stdout
+
+
+def test_show_counts_attempts_as_history_numbers_them(project):
+    project.write_jobs(JOBS + """
+@cronjobs.handler("always.fails")
+def fails(ctx, payload):
+    raise RuntimeError("nope")
+""")
+    good = project.run("enqueue", "mail.send", '{"to": "e@example.org"}').stdout.strip()
+    bad = project.run("enqueue", "always.fails", "{}", "--max-attempts", "2").stdout.strip()
+    assert project.run("enqueue", "mail.send", '{"to": "f@example.org"}').returncode == 0
+    for _ in range(3):
+        project.run()
+    history = json.loads(project.run("history", "--json", "--limit", "100").stdout)
+    for uuid in (good, bad):
+        shown = json.loads(project.run("show", uuid, "--json").stdout)
+        numbers = [entry["attempt"] for entry in history if entry["uuid"] == uuid]
+        assert shown["attempts"] == max(numbers), (uuid, shown, numbers)
+    assert "attempts:    1" in project.run("show", good).stdout
+    assert json.loads(project.run("show", bad, "--json").stdout)["attempts"] == 2
+    project.run("retry", bad)
+    assert json.loads(project.run("show", bad, "--json").stdout)["attempts"] == 0  # fresh attempts

@@ -40,7 +40,7 @@ def test_sigkill_mid_run_resumes_at_the_last_checkpoint_and_skips_nothing(projec
     assert sorted(set(items)) == list(range(40))  # none skipped
     assert len(items) - 40 <= 1  # at most the item in flight at the kill ran twice
     shown = json.loads(project.run("show", uuid, "--json").stdout)
-    assert (shown["status"], shown["offset"], shown["progress"], shown["attempts"]) == ("completed", 40, 100, 0)
+    assert (shown["status"], shown["offset"], shown["progress"], shown["attempts_used"]) == ("completed", 40, 100, 0)
 
 
 def test_handler_sleeping_past_the_limit_is_cut_and_finishes_over_later_ticks(project):
@@ -54,7 +54,7 @@ def test_handler_sleeping_past_the_limit_is_cut_and_finishes_over_later_ticks(pr
         if json.loads(project.run("show", uuid, "--json").stdout)["status"] == "completed":
             break
     shown = json.loads(project.run("show", uuid, "--json").stdout)
-    assert shown["status"] == "completed" and shown["attempts"] == 0
+    assert shown["status"] == "completed" and shown["attempts_used"] == 0
     assert sorted(set(processed(project))) == list(range(12))
 
 

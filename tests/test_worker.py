@@ -79,7 +79,7 @@ def test_retry_reschedules_without_using_an_attempt(runs, registry, queue):
     uuid = queue.enqueue("t")
     make_worker(runs, registry)[0].drain_queue()
     job = queue.get(uuid)
-    assert (job.status, job.attempts) == ("new", 0)
+    assert (job.status, job.attempts_used) == ("new", 0)
     assert job.run_at > time.time() + 3500
 
 
@@ -122,7 +122,7 @@ def test_recover_continues_a_run_with_progress_and_charges_one_without(runs, que
     runs.claim_message(time.time())
     settled = {run.uuid: outcome for run, outcome in runs.recover(time.time(), "timeout")}
     assert settled == {a: "continued", b: "timeout"}
-    assert (queue.get(a).status, queue.get(a).attempts, queue.get(a).offset) == ("new", 0, 5)
+    assert (queue.get(a).status, queue.get(a).attempts_used, queue.get(a).offset) == ("new", 0, 5)
     assert (queue.get(b).status, queue.get(b).attempts) == ("failed", 1)
     assert queue.get(b).errors[0]["error"] == "stopped: the time limit was reached"
 
@@ -201,5 +201,5 @@ def test_group_commit_writes_fast_successes_with_the_next_claim(runs, registry, 
     settled = {run.uuid: outcome for run, outcome in supervisor.recover(time.time(), "timeout", board)}
     assert settled == {uuids[0]: "completed", uuids[1]: "timeout", uuids[2]: "released"}
     assert [queue.get(u).status for u in uuids[:3]] == ["completed", "new", "new"]
-    assert [queue.get(u).attempts for u in uuids[:3]] == [0, 1, 0]
+    assert [queue.get(u).attempts_used for u in uuids[:3]] == [0, 1, 0]
     assert queue.get(uuids[2]).started_at is None  # released: it never ran

@@ -84,7 +84,7 @@ def messages(state: State, config_path: Optional[str], status: Optional[str], me
 
             click.echo(json.dumps([view.to_json() for view in found], indent=2))
             return
-        click.echo(render_table(message_rows(found),
+        click.echo(render_table(message_rows(found, state.config(config_path, load_jobs=False).tz),
                                 ["uuid", "type", "status", "progress", "attempts", "owner", "created"]))
 
 
@@ -104,7 +104,7 @@ def show(state: State, config_path: Optional[str], uuid: str, as_json: bool) -> 
 
             click.echo(json.dumps(view.to_json(), indent=2))
         else:
-            click.echo(describe_message(view))
+            click.echo(describe_message(view, state.config(config_path, load_jobs=False).tz))
 
 
 @command()
