@@ -73,6 +73,7 @@ class Config(Record):
         busy_timeout: float = 10.0,
         synchronous: str = "NORMAL",
         ping_url: Optional[str] = None,
+        env_file: Optional[str] = None,
         http: Optional[HttpConfig] = None,
         log: Optional[LogConfig] = None,
     ) -> None:
@@ -89,6 +90,7 @@ class Config(Record):
         self.busy_timeout = busy_timeout
         self.synchronous = synchronous
         self.ping_url = ping_url
+        self.env_file = env_file
         self.http: HttpConfig = HttpConfig() if http is None else http
         self.log: LogConfig = LogConfig() if log is None else log
 
@@ -211,6 +213,7 @@ _SCHEMA: dict[str, dict[str, Callable[[str], object]]] = {
         "busy_timeout": _number(0),
         "synchronous": _choice(SYNCHRONOUS_LEVELS),
         "ping_url": _url,
+        "env_file": _optional_text,
     },
     "http": {
         "token": _optional_text,
@@ -226,7 +229,7 @@ _SCHEMA: dict[str, dict[str, Callable[[str], object]]] = {
         "backups": _number(0, integer=True),
     },
 }
-_PATH_KEYS = {("run-cron", "database"), ("run-cron", "lock_file"), ("log", "file")}
+_PATH_KEYS = {("run-cron", "database"), ("run-cron", "lock_file"), ("run-cron", "env_file"), ("log", "file")}
 
 
 def _parse_ini(text: str) -> Optional[list[tuple[str, list[tuple[str, str]]]]]:

@@ -33,9 +33,23 @@ class JobLoadError(CronjobsError):
 
     def __init__(self, path: str, module: str, cause: BaseException) -> None:
         self.module = module
+        self.cause = cause
+        where = _where(cause)
         super().__init__(
             f"{path}: jobs: cannot import {module!r}: {type(cause).__name__}: {cause}"
+            + (f" ({where})" if where else "")
         )
+
+
+def _where(cause: BaseException) -> str:
+    """File and line of the failing statement in the user's code, not in importlib's machinery."""
+    if isinstance(cause, SyntaxError) and cause.filename:
+        return f"{cause.filename}, line {cause.lineno}"
+    import traceback
+
+    frames = [frame for frame in traceback.extract_tb(cause.__traceback__)
+              if not frame.filename.startswith("<frozen ") and "/importlib/" not in frame.filename]
+    return f"{frames[-1].filename}, line {frames[-1].lineno}" if frames else ""
 
 
 class UnknownJobError(CronjobsError):

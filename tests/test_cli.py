@@ -151,3 +151,48 @@ def fails(ctx, payload):
     assert json.loads(project.run("show", bad, "--json").stdout)["attempts"] == 2
     project.run("retry", bad)
     assert json.loads(project.run("show", bad, "--json").stdout)["attempts"] == 0  # fresh attempts
+
+
+def test_an_import_error_in_the_jobs_module_names_file_and_line(project):
+    project.write_jobs("""
+settings = {}
+DATABASE_URL = settings["DATABASE_URL"]
+""")
+    tick = project.run()
+    assert tick.returncode == 2
+    lines = tick.stderr.splitlines()
+    assert len(lines) == 1, tick.stderr
+    assert "KeyError: 'DATABASE_URL'" in lines[0] and f"({project.path / 'jobs.py'}, line 10)" in lines[0]
+    verbose = project.run("-v")
+    assert "Traceback (most recent call last)" in verbose.stderr and 'settings["DATABASE_URL"]' in verbose.stderr
+    assert verbose.stderr.splitlines()[-1] == lines[0]
+    broken = project.run("periodic")
+    assert broken.returncode == 2 and "line 10" in broken.stderr
+
+
+def test_a_syntax_error_names_file_and_line(project):
+    project.write_jobs("def broken(:\n    pass\n")
+    tick = project.run()
+    assert tick.returncode == 2
+    assert f"({project.path / 'jobs.py'}, line 8)" in tick.stderr
+
+
+def test_env_file_sets_what_cron_does_not(project):
+    project.write_jobs("""
+import os
+URL = os.environ["APP_DATABASE_URL"]
+
+@cronjobs.daily
+def nightly(ctx):
+    record("url", URL, os.environ["QUOTED"])
+""")
+    (project.path / ".env").write_text("# settings\nexport APP_DATABASE_URL=sqlite:///app.db\nQUOTED='a b'\n")
+    assert project.run().returncode == 2  # without env_file: the KeyError, reported in one line
+    project.write_config(env_file=".env")
+    tick = project.run("--force", "all")
+    assert tick.returncode == 0, tick.stderr
+    assert project.ran() == ["url sqlite:///app.db a b"]
+    project.write_config(env_file="missing.env")
+    missing = project.run()
+    assert missing.returncode == 2
+    assert "[run-cron] env_file: cannot read" in missing.stderr and len(missing.stderr.splitlines()) == 1

@@ -39,6 +39,13 @@ class Group(click.Group):
         try:
             return super().invoke(ctx)
         except CronjobsError as exc:
+            cause = getattr(exc, "cause", None)
+            state = ctx.obj
+            if cause is not None and isinstance(state, State) and state.verbose:
+                import traceback
+
+                click.echo("".join(traceback.format_exception(type(cause), cause, cause.__traceback__)).rstrip(),
+                           err=True)
             raise CliError(str(exc)) from None
         except KeyboardInterrupt:
             click.echo("run-cron: interrupted", err=True)

@@ -45,6 +45,10 @@ class State:
             self._config = load_config(find_config_path(override or self.config_path))
             setup_logging(self._config, self.verbose)
             if load_jobs:
+                if self._config.env_file:
+                    from ..envfile import load
+
+                    load(self._config.env_file, self._config.path)
                 load_modules(self._config.jobs, self._config.python_path, self._config.path)
                 from ..registry import registry
                 from ..retention import register

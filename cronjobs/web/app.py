@@ -87,6 +87,10 @@ class App:
 
         with self._lock:
             if not self._jobs_loaded:
+                if config.env_file:
+                    from ..envfile import load
+
+                    load(config.env_file, config.path)
                 load_modules(config.jobs, config.python_path, config.path)
                 register(registry, config)  # the built-in daily prune job, as the CLI declares it
                 self._jobs_loaded = True
