@@ -20,6 +20,7 @@ from .errors import (
     Retry,
     StoreError,
     UnknownJobError,
+    UnknownMessageType,
 )
 from .registry import cron, daily, handler, hourly, minutely, monthly, registry, weekly, yearly
 
@@ -48,6 +49,7 @@ __all__ = [
     "Retry",
     "StoreError",
     "UnknownJobError",
+    "UnknownMessageType",
     "__version__",
     "connect",
     "cron",

@@ -52,6 +52,17 @@ def _where(cause: BaseException) -> str:
     return f"{frames[-1].filename}, line {frames[-1].lineno}" if frames else ""
 
 
+class UnknownMessageType(CronjobsError):
+    """A message was enqueued for a type that no loaded jobs module declares a handler for."""
+
+    def __init__(self, message_type: str) -> None:
+        self.message_type = message_type
+        super().__init__(
+            f"no handler for message type {message_type!r} in the jobs modules (declare one with "
+            f"@cronjobs.handler({message_type!r}), or allow it with --allow-unknown-type / allow_unknown=True)"
+        )
+
+
 class UnknownJobError(CronjobsError):
     """`--force` or another command named a job or interval that does not exist."""
 

@@ -13,10 +13,10 @@ import sqlite3
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Iterator, Optional, Union
+from typing import Any, Callable, Collection, Iterator, Optional, Union
 
 from .constants import FAILED_OUTCOMES
-from .errors import AttachmentNotFound, InvalidPayload, InvalidState, MessageNotFound
+from .errors import AttachmentNotFound, InvalidPayload, InvalidState, MessageNotFound, UnknownMessageType
 from .runs import CANCELLED, FAILED, NEW, PENDING, STATUSES, new_uuid
 
 
@@ -175,13 +175,19 @@ def shown_attempts(used: int, latest: Optional[str]) -> int:
 
 
 class Queue:
-    """Enqueue and inspect messages in one store; safe to use from a web application's requests."""
+    """Enqueue and inspect messages in one store; safe to use from a web application's requests.
 
-    def __init__(self, database: Any, models: Any = None) -> None:
+    With `handlers` (a function returning the declared message types, as `connect(config)` passes),
+    `enqueue` refuses a type without a handler unless called with `allow_unknown=True`.
+    """
+
+    def __init__(self, database: Any, models: Any = None,
+                 handlers: Optional[Callable[[], Collection[str]]] = None) -> None:
         from .store import make_models
 
         self.database = database
         self.models = models or make_models(database)
+        self._handlers = handlers
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -206,9 +212,16 @@ class Queue:
         key: Optional[str] = None,
         max_attempts: int = 3,
         owner: Optional[str] = None,
+        allow_unknown: bool = False,
     ) -> str:
-        """Queue a message for the next tick and return its uuid (or the live one with `key`)."""
+        """Queue a message for the next tick and return its uuid (or the live one with `key`).
+
+        `allow_unknown=True` is for producers that cannot know the handlers (see the class).
+        """
         from .store import translate_errors
+
+        if self._handlers is not None and not allow_unknown and type not in self._handlers():
+            raise UnknownMessageType(type)
 
         with translate_errors(self.database.database):
             return insert_message(
@@ -374,7 +387,19 @@ def connect(config: Optional[str] = None, *, database: Optional[str] = None) -> 
 
     if database is not None:
         db, models = connect_store(database)
-    else:
-        settings = load_config(find_config_path(config))
-        db, models = connect_store(settings.database, settings.busy_timeout, settings.synchronous)
-    return Queue(db, models)
+        return Queue(db, models)
+    settings = load_config(find_config_path(config))
+    db, models = connect_store(settings.database, settings.busy_timeout, settings.synchronous)
+    return Queue(db, models, handlers=lambda: configured_handlers(settings))
+
+
+def configured_handlers(settings: Any) -> Collection[str]:
+    """The message types the configuration's jobs modules declare (imported on first call)."""
+    from .registry import load_modules, registry
+
+    if settings.env_file:
+        from .envfile import load
+
+        load(settings.env_file, settings.path)
+    load_modules(settings.jobs, settings.python_path, settings.path)
+    return registry.handlers.keys()

@@ -227,6 +227,13 @@ def cron(expression: str, *, name: Optional[str] = None, cli_only: bool = False)
 
 def handler(message_type: str, *, cli_only: bool = False) -> Callable[[F], F]:
     """Declare the handler of queued messages of `message_type`: a function of `(ctx, payload)`."""
+    if not isinstance(message_type, str) or not message_type:
+        # A bare `@cronjobs.handler` passes the function here and would register nothing.
+        func = message_type if callable(message_type) else None
+        raise JobDefinitionError(
+            getattr(func, "__module__", None), getattr(func, "__name__", repr(message_type)),
+            "@cronjobs.handler needs the message type: @cronjobs.handler(\"mail.send\")",
+        )
 
     def decorator(func: F) -> F:
         registry.add_handler(

@@ -52,7 +52,7 @@ def ticked_project(path: Path) -> Project:
     project = Project(path)
     project.write_jobs(JOBS)
     assert project.run().returncode == 0
-    assert project.run("enqueue", "mail", '"hi"').returncode == 0
+    assert project.run("enqueue", "mail", '{"text": "hi"}').returncode == 0
     return project
 
 

@@ -196,3 +196,58 @@ def nightly(ctx):
     missing = project.run()
     assert missing.returncode == 2
     assert "[run-cron] env_file: cannot read" in missing.stderr and len(missing.stderr.splitlines()) == 1
+
+
+def test_a_bare_handler_decorator_is_refused_at_import(project):
+    project.write_jobs("""
+@cronjobs.handler
+def send(ctx, payload):
+    pass
+""")
+    tick = project.run()
+    assert tick.returncode == 2
+    assert tick.stderr.count("\n") == 1 and "@cronjobs.handler needs the message type" in tick.stderr
+
+
+def test_enqueue_refuses_unknown_types_and_non_object_payloads(project):
+    project.write_jobs(JOBS)
+    unknown = project.run("enqueue", "mail.sned", '{"to": "x@example.org"}')
+    assert unknown.returncode == 2 and unknown.stdout == ""
+    assert unknown.stderr == ("run-cron: error: no handler for message type 'mail.sned' in the jobs modules "
+                              "(declare one with @cronjobs.handler('mail.sned'), or allow it with "
+                              "--allow-unknown-type / allow_unknown=True)\n")
+    for payload in ('["x@example.org"]', '"x@example.org"', "7", "null"):
+        refused = project.run("enqueue", "mail.send", payload)
+        assert refused.returncode == 2 and refused.stderr.count("\n") == 1, payload
+        assert "PAYLOAD_JSON must be a JSON object" in refused.stderr
+    allowed = project.run("enqueue", "later.type", "{}", "--allow-unknown-type")
+    assert allowed.returncode == 0 and len(allowed.stdout.strip()) == 36
+    assert json.loads(project.run("messages", "--json").stdout)[0]["type"] == "later.type"
+
+
+def test_python_enqueue_through_connect_checks_the_configured_handlers(project):
+    import cronjobs
+
+    project.write_jobs(JOBS)
+    import subprocess
+    import sys
+
+    from conftest import cli_env
+
+    script = (
+        "import sys, cronjobs\n"
+        "q = cronjobs.connect(sys.argv[1])\n"
+        "print(q.enqueue('mail.send', {'to': 'p@example.org'}))\n"
+        "print(q.enqueue('elsewhere.type', {}, allow_unknown=True))\n"
+        "try:\n"
+        "    q.enqueue('mail.sned', {})\n"
+        "except cronjobs.UnknownMessageType as exc:\n"
+        "    print('refused:', exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(project.config)], capture_output=True, text=True,
+                          env=cli_env(), cwd=project.path.parent)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines[0]) == 36 and len(lines[1]) == 36
+    assert lines[2].startswith("refused: no handler for message type 'mail.sned'")
+    assert cronjobs.UnknownMessageType.__name__ in cronjobs.__all__

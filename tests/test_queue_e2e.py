@@ -168,7 +168,7 @@ def test_queue_command_errors_are_one_line_with_exit_2(project):
         assert result.returncode == 2, args
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(message), (args, result.stderr)
-    uuid = project.run("enqueue", "t").stdout.strip()
+    uuid = project.run("enqueue", "t", "--allow-unknown-type").stdout.strip()
     result = project.run("attachment", uuid, "missing.txt")
     assert (result.returncode, result.stderr.strip()) == (
         2, f"run-cron: error: message '{uuid}' has no attachment named 'missing.txt'")

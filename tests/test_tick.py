@@ -286,7 +286,7 @@ def test_locked_database_is_an_error_line_with_exit_2(project):
     holder = sqlite3.connect(project.database, isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")
     try:
-        for args in (("--force", "d"), ("enqueue", "x")):
+        for args in (("--force", "d"), ("enqueue", "x", "--allow-unknown-type")):
             result = project.run(*args)
             assert result.returncode == 2, args
             assert result.stderr.splitlines() == [

@@ -47,10 +47,13 @@ def periodic(state: State, config_path: Optional[str], as_json: bool) -> None:
 @click.option("--key", default=None, help="De-duplicate: return the live message with this key.")
 @click.option("--max-attempts", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--owner", default=None, help="Who the message belongs to (for example user:7).")
+@click.option("--allow-unknown-type", is_flag=True,
+              help="Queue it even if no jobs module declares a handler for TYPE (yet).")
 @click.pass_obj
 def enqueue(state: State, config_path: Optional[str], message_type: str, payload: Optional[str], priority: int,
-            delay: float, key: Optional[str], max_attempts: int, owner: Optional[str]) -> None:
-    """Queue a message of TYPE with a JSON payload; prints its uuid."""
+            delay: float, key: Optional[str], max_attempts: int, owner: Optional[str],
+            allow_unknown_type: bool) -> None:
+    """Queue a message of TYPE with a JSON object as payload; prints its uuid."""
     data = None
     if payload is not None:
         import json
@@ -59,6 +62,15 @@ def enqueue(state: State, config_path: Optional[str], message_type: str, payload
             data = json.loads(payload)
         except ValueError as exc:
             raise CliError(f"PAYLOAD_JSON is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise CliError(f"PAYLOAD_JSON must be a JSON object such as '{{\"id\": 7}}', not {payload.strip()[:40]}")
+    if not allow_unknown_type:
+        from ..errors import UnknownMessageType
+        from ..registry import registry
+
+        state.config(config_path)
+        if message_type not in registry.handlers:
+            raise UnknownMessageType(message_type)
     with state.queue(config_path) as queue:
         click.echo(queue.enqueue(message_type, data, priority=priority, delay=delay, key=key,
                                  max_attempts=max_attempts, owner=owner))
