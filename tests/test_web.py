@@ -388,3 +388,23 @@ def test_serve_log_file_never_holds_the_token(serve):
     assert "GET /run 200" in server.log.read_text()
     log = (server.path / "run-cron.log").read_text()
     assert "http tick" in log and TOKEN not in log
+
+
+def test_run_while_a_cli_tick_runs_is_409_even_within_min_interval(serve):
+    server = serve(http={"min_interval": 60})
+    first = subprocess.run([sys.executable, "-m", "cronjobs", "--config", str(server.config)], cwd=server.path,
+                           env=env_without_config(), capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr  # the last tick started a moment ago
+    tick = subprocess.Popen([sys.executable, "-m", "cronjobs", "--config", str(server.config), "--force", "all"],
+                            cwd=server.path, env={**env_without_config(), "WEB_TEST_JOB_SLEEP": "3"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 10
+        while ran(server).count("every_minute") < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        answer = fetch(server.url("/run?token=" + TOKEN))
+        assert answer.status == 409 and answer.json["status"] == "locked", answer.body
+    finally:
+        assert tick.wait(20) == 0, tick.stderr.read() if tick.stderr else ""
+    answer = fetch(server.url("/run?token=" + TOKEN))
+    assert answer.status == 429 and answer.json["status"] == "too_soon"  # finished, but too recent

@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, quote
 
 from ..config import ENV_VAR, Config, find_config_path, load_config
 from ..errors import CronjobsError, StoreError
-from ..lock import LockError
+from ..lock import LockError, SupervisorLock
 from .http import (
     STATUS_TEXT,
     UNREAD_BODY,
@@ -167,6 +167,8 @@ class App:
         if not token_matches(request_token(environ, query), config.http.token):
             return error_response(403, "forbidden: wrong or missing token")
         registry = self.load_jobs(config)
+        if SupervisorLock(config.lock_file).held_elsewhere():
+            return _locked()  # a running tick is 409 whenever it started; 429 is for a finished one
         wait = seconds_until_allowed(config)
         if wait is not None:
             return _too_soon(wait)
