@@ -185,3 +185,27 @@ def test_the_hard_limit_holds_under_cgi(lighttpd):
     pid = int((config.parent / "forever.pid").read_text())
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def test_falling_back_to_the_system_python_is_said_in_the_response_and_the_log(tmp_path):
+    project = tmp_path / "project"
+    write_project(project / "config")
+    (project / "cronjobs").symlink_to(ROOT / "cronjobs")
+    venv_bin = project / ".venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    (venv_bin / "python").write_text("#!/bin/sh\nexit 99\n")
+    (venv_bin / "python").chmod(0o644)  # what the web server's user meets with a private home, say
+    system = tmp_path / "system-bin"
+    system.mkdir()
+    import sys
+
+    (system / "python3").write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')  # stands in for the host's
+    (system / "python3").chmod(0o755)
+    done = run_cgi(None, "/run", "token=" + TOKEN, script=CGI,
+                   env={"RUN_CRON_HOME": str(project), "PATH": f"{system}:/usr/bin:/bin"})
+    lines, body = split(done.stdout)
+    assert lines[0] == "Status: 200 OK", done.stderr
+    warning = f"{venv_bin / 'python'} is not executable by user"
+    assert any(line.startswith("X-Run-Cron-Warning: ") and warning in line for line in lines), lines
+    assert warning in json.loads(body)["warning"]
+    assert warning.encode() in done.stderr  # the web server's error log

@@ -17,7 +17,7 @@ def mail(ctx, payload):
         raise RuntimeError("smtp down")
 """
 
-FIELDS = ["kind", "name", "uuid", "started_at", "finished_at", "outcome", "error"]
+FIELDS = ["kind", "name", "uuid", "started_at", "finished_at", "outcome", "error", "attempt", "warnings"]
 
 
 def history(project, *args: str) -> list[dict]:
@@ -63,7 +63,8 @@ def test_table_is_aligned_and_shows_local_times(project):
     project.run()
     result = project.run("history")
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["STARTED", "KIND", "NAME", "UUID", "ATTEMPT", "OUTCOME", "DURATION", "ERROR"]
+    assert lines[0].split() == [
+        "STARTED", "KIND", "NAME", "UUID", "ATTEMPT", "OUTCOME", "DURATION", "ERROR", "WARNINGS"]
     column = lines[0].index("OUTCOME")
     assert {line[column:].split()[0] for line in lines[1:]} == {"completed", "failed"}
     assert all(line[:25].endswith(("+01:00", "+02:00")) for line in lines[1:])  # Europe/Berlin
@@ -72,5 +73,5 @@ def test_table_is_aligned_and_shows_local_times(project):
 def test_no_database_yet_is_an_empty_history(project):
     assert history(project) == []
     assert project.run("history").stdout.split() == [
-        "STARTED", "KIND", "NAME", "UUID", "ATTEMPT", "OUTCOME", "DURATION", "ERROR"]
+        "STARTED", "KIND", "NAME", "UUID", "ATTEMPT", "OUTCOME", "DURATION", "ERROR", "WARNINGS"]
     assert not project.database.exists()

@@ -48,6 +48,8 @@ from .store import db_guard, read_health, register_fork_hooks, seconds_until_all
 
 log = logging.getLogger(__name__)
 
+#: Set by bin/run-cron.cgi when it could not run the project's .venv interpreter.
+CGI_FALLBACK = "RUN_CRON_CGI_FALLBACK"
 COOKIE = "run_cron_page"
 COOKIE_MAX_AGE = 30 * 86400
 _ROUTES = {"/run": ("GET", "POST"), "/health": ("GET", "HEAD"), "/": ("GET", "HEAD")}
@@ -113,6 +115,10 @@ class App:
         except Exception:
             log.exception("internal error answering %s %s", printable(method), self.loggable(environ))
             response = Response(500, b"run-cron: internal error (see the server's log)\n")
+        fallback = os.environ.get(CGI_FALLBACK)
+        if fallback:
+            log.warning("run-cron.cgi: %s", fallback)
+            response.headers.append(("X-Run-Cron-Warning", fallback.encode("latin-1", "replace").decode("latin-1")))
         start_response(f"{response.status} {STATUS_TEXT.get(response.status, '')}".strip(), response.headers)
         if method == "HEAD":
             close = getattr(response.body, "close", None)
@@ -188,7 +194,9 @@ class App:
             return _too_soon(max(1, math.ceil(result.retry_after or 1)))
         log.info("http tick: %s, %s in %.3f s%s", result.status, result.outcome, result.duration,
                  " (stopped at the time limit)" if result.timed_out else "")
-        return json_response(200, {**result.to_json(), "time_limit": config.http.time_limit})
+        warning = os.environ.get(CGI_FALLBACK)
+        return json_response(200, {**result.to_json(), "time_limit": config.http.time_limit,
+                                   **({"warning": f"run-cron.cgi: {warning}"} if warning else {})})
 
     def page(self, config: Config, environ: Environ, query: dict[str, list[str]], route: str, rest: str,
              base: str) -> Response:
