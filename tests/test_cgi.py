@@ -189,7 +189,7 @@ def test_the_hard_limit_holds_under_cgi(lighttpd):
 
 def test_falling_back_to_the_system_python_is_said_in_the_response_and_the_log(tmp_path):
     project = tmp_path / "project"
-    write_project(project / "config")
+    web_project(project / "config")
     (project / "cronjobs").symlink_to(ROOT / "cronjobs")
     venv_bin = project / ".venv" / "bin"
     venv_bin.mkdir(parents=True)

@@ -33,7 +33,7 @@ def test_connect_by_database_path(tmp_path):
 
 def test_connect_by_config_file(project):
     queue = cronjobs.connect(str(project.config))
-    assert queue.get(queue.enqueue("x")).type == "x"
+    assert queue.get(queue.enqueue("x", allow_unknown=True)).type == "x"  # no jobs module declares x
     queue.close()
 
 

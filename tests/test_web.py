@@ -393,10 +393,10 @@ def test_serve_log_file_never_holds_the_token(serve):
 def test_run_while_a_cli_tick_runs_is_409_even_within_min_interval(serve):
     server = serve(http={"min_interval": 60})
     first = subprocess.run([sys.executable, "-m", "cronjobs", "--config", str(server.config)], cwd=server.path,
-                           env=env_without_config(), capture_output=True, text=True)
+                           env=cli_env(), capture_output=True, text=True)
     assert first.returncode == 0, first.stderr  # the last tick started a moment ago
     tick = subprocess.Popen([sys.executable, "-m", "cronjobs", "--config", str(server.config), "--force", "all"],
-                            cwd=server.path, env={**env_without_config(), "WEB_TEST_JOB_SLEEP": "3"},
+                            cwd=server.path, env={**cli_env(), "WEB_TEST_JOB_SLEEP": "3"},
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 10
