@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import stat
 import sys
 from dataclasses import dataclass
 from typing import Optional
@@ -104,7 +105,13 @@ def _write(tab, tab_file: Optional[str]) -> None:
             tab.write_to_user(user=True)
             return
         temporary = f"{tab_file}.tmp{os.getpid()}"
-        with open(temporary, "w", encoding="utf-8") as handle:
+        try:
+            mode = stat.S_IMODE(os.stat(tab_file).st_mode)  # a crontab file keeps its mode
+        except FileNotFoundError:
+            mode = 0o600  # as crontab(1) leaves the files it writes
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, mode)
+        with open(fd, "w", encoding="utf-8") as handle:
             handle.write(tab.render())
         os.replace(temporary, tab_file)
     except OSError as exc:

@@ -32,7 +32,8 @@ class SupervisorLock:
         self.path = path
         # No soft-lock fallback: a lock file that outlives a killed process is exactly the stale lock
         # this exists to avoid. Where flock is unsupported we fail loudly instead.
-        self._lock = filelock.FileLock(path, thread_local=False, fallback_to_soft=False)
+        # 0600: anyone who can open the file can flock it, and so stop every tick.
+        self._lock = filelock.FileLock(path, mode=0o600, thread_local=False, fallback_to_soft=False)
 
     def acquire(self) -> bool:
         """Take the lock now, or return False at once if another process holds it."""

@@ -11,6 +11,8 @@ import logging.handlers
 import os
 from typing import Any, Optional
 
+from .files import open_private
+
 
 class SharedRotatingFileHandler(logging.handlers.RotatingFileHandler):
     """Size-based rotation that several processes can share.
@@ -44,8 +46,13 @@ class SharedRotatingFileHandler(logging.handlers.RotatingFileHandler):
             self._lock_fd = None
             self._pid = os.getpid()
         if self._lock_fd is None:
-            self._lock_fd = os.open(self.baseFilename + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            self._lock_fd = open_private(self.baseFilename + ".lock", os.O_RDWR)
         return self._lock_fd
+
+    def _open(self) -> Any:
+        """The log file in append mode, created 0600 (rotation opens a new one through here too)."""
+        return open(open_private(self.baseFilename, os.O_WRONLY | os.O_APPEND), "a", encoding=self.encoding,
+                    errors=self.errors)
 
     def _size(self) -> int:
         """Size of the file at the path, reopening first if the stream names another (rotated) file."""
@@ -72,8 +79,7 @@ class SharedRotatingFileHandler(logging.handlers.RotatingFileHandler):
                     if self.backupCount > 0:
                         self.doRollover()
                     else:
-                        with open(self.baseFilename, "w", encoding=self.encoding):
-                            pass
+                        os.close(open_private(self.baseFilename, os.O_WRONLY | os.O_TRUNC))
                 if self.stream is None:
                     self.stream = self._open()
                 self.stream.write(line)

@@ -1,9 +1,10 @@
 """Is run-cron healthy? The facts monitoring needs, and a verdict in the Nagios convention.
 
-0 OK; 1 WARNING: failed messages, or periodic jobs whose last run failed or that are overdue although
-ticks run; 2 CRITICAL: no tick finished within `stale_after` seconds, or none ever, or the database is
-corrupt, truncated, read-only or on a full disk; 3 UNKNOWN: this user cannot read files another user
-owns, so nothing can be checked. The highest applies. Reading is plain sqlite3 and never writes;
+0 OK; 1 WARNING: failed messages, periodic jobs whose last run failed or that are overdue although
+ticks run, or files of run-cron's that other users may read; 2 CRITICAL: no tick finished within
+`stale_after` seconds, or none ever, or the database is corrupt, truncated, read-only or on a full
+disk; 3 UNKNOWN: this user cannot read files another user owns, so nothing can be checked. The
+highest applies. Reading is plain sqlite3 and never writes;
 `evaluate` is a pure function of the facts and `now`.
 """
 
@@ -17,6 +18,7 @@ from typing import Any, Optional, Union
 
 from .constants import FAILED_OUTCOMES
 from .errors import StoreError
+from .files import loose_files, store_files
 from .idle import no_schema, open_fast, read_tick
 from .lock import LockError, SupervisorLock
 from .queue import iso
@@ -48,6 +50,7 @@ class Facts:
     queue: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUSES, 0))
     failed_messages: list[dict[str, Any]] = field(default_factory=list)
     jobs: list[JobFacts] = field(default_factory=list)
+    loose_files: list[tuple[str, int]] = field(default_factory=list)  # (path, mode) others may read
 
 
 @dataclass
@@ -130,6 +133,10 @@ def evaluate(facts: Facts, now: float, stale_after: float) -> Status:
     if failed:
         code = max(code, WARNING)
         problems.append(f"{failed} failed message(s)")
+    if facts.loose_files:
+        code = max(code, WARNING)
+        problems.append("other users may read " + ", ".join(f"{path} ({mode:04o})" for path, mode in facts.loose_files)
+                        + ": chmod 600 them")
     problem_jobs = []
     for job in facts.jobs:
         failing = job.last_outcome in FAILED_OUTCOMES
@@ -169,6 +176,7 @@ def collect(config: Any, registry: Registry) -> Facts:
     Raises StoreError or LockError when they cannot be read (see `cannot_check`).
     """
     facts = Facts(running=SupervisorLock(config.lock_file).held_elsewhere())
+    facts.loose_files = loose_files(store_files(config.database, config.lock_file, config.log.file))
     facts.meta = read_tick(config.database)
     connection = open_fast(config.database, config.busy_timeout)
     if connection is None:

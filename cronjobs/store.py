@@ -15,6 +15,7 @@ from typing import Any, Iterator
 import peewee as pw
 
 from .errors import StoreError
+from .files import create_private
 
 #: Bumped by every release that changes the tables; `migrate` brings older files up to date.
 SCHEMA_VERSION = 1
@@ -155,6 +156,10 @@ def open_database(path: str, busy_timeout: float = 10.0, synchronous: str = "NOR
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise StoreError(path, "its directory does not exist")
+    try:
+        create_private(path)  # SQLite gives -wal and -shm the database file's mode: 0600 from the start
+    except OSError as exc:
+        raise StoreError(path, exc.strerror or exc) from exc
     database = pw.SqliteDatabase(
         path,
         timeout=busy_timeout,

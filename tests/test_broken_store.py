@@ -111,14 +111,22 @@ def test_full_disk_is_one_line_and_critical(tmp_path, command):
 @pytest.mark.parametrize("command", COMMANDS)
 def test_database_of_another_user_is_unknown_for_status(shared_dir, command):
     project = ticked_project(shared_dir)
-    project.database.chmod(0o600)  # root's, as the ticks of another account would leave it
-    result = run_cli(project, command, as_user=True)
-    assert_one_line(result, project.database, "unable to open database file")
-    if command == "status":
+    result = run_cli(project, command, as_user=True)  # root's files, 0600 as run-cron creates them
+    assert "Traceback" not in result.stderr
+    if command == "status":  # it probes the lock first
+        problem = f"lock file {project.path / 'run-cron.lock'}: Permission denied"
+        assert result.stderr.splitlines() == [f"run-cron: error: {problem}"]
+        assert result.returncode == 3
+        assert result.stdout == f"UNKNOWN - cannot check as uid {NOBODY}: {problem}\n"
+        for shared in ("run-cron.lock", "run-cron.sqlite3-tick"):  # readable now; the database is not
+            (project.path / shared).chmod(0o644)
+        result = run_cli(project, command, as_user=True)
+        assert_one_line(result, project.database, "unable to open database file")
         assert result.returncode == 3
         assert result.stdout == (f"UNKNOWN - cannot check as uid {NOBODY}: database {project.database}: "
                                  "unable to open database file\n")
     else:
+        assert_one_line(result, project.database, "unable to open database file")
         assert result.returncode == 2
 
 

@@ -158,8 +158,12 @@ def attachment(state: State, config_path: Optional[str], uuid: str, name: str, o
     with state.queue(config_path) as queue:
         chunks = queue.attachment(uuid, name)
         if output:
-            try:
-                handle = open(output, "wb")  # noqa: SIM115 (closed by the `with` below)
+            import os
+
+            from ..files import open_private
+
+            try:  # 0600 like every file run-cron writes: an attachment holds the job's data
+                handle = open(open_private(output, os.O_WRONLY | os.O_TRUNC), "wb")  # noqa: SIM115 (closed below)
             except OSError as exc:
                 raise CliError(f"cannot write {output}: {exc.strerror or exc}") from None
             with handle:
