@@ -67,7 +67,7 @@ def check_expression(expression: str) -> Optional[str]:
 
     text = " ".join(expression.split())
     try:
-        if text.lower() != "@reboot":  # python-crontab accepts it; we explain below why not
+        if text.lower() != "@reboot":  # python-crontab accepts it; parse() says why run-cron cannot
             CronSlices(text)
         parse(text).next_match(datetime(2000, 1, 1))
     except (ValueError, KeyError) as exc:
@@ -104,24 +104,25 @@ def _after_gap(wall: datetime, tz: tzinfo) -> datetime:
     return datetime.fromtimestamp(low, UTC)
 
 
-def _offset_changes(at: datetime, before: timedelta, after: timedelta, tz: tzinfo) -> bool:
-    offsets = {(at + delta).astimezone(tz).utcoffset() for delta in (-before, timedelta(0), after)}
-    return len(offsets) > 1
+def _offset_change(at: datetime, before: timedelta, after: timedelta, tz: tzinfo) -> timedelta:
+    """How far the UTC offset moves between `at - before` and `at + after`: zero away from DST changes."""
+    offsets = [(at + delta).astimezone(tz).utcoffset() or timedelta(0) for delta in (-before, timedelta(0), after)]
+    return max(offsets) - min(offsets)
 
 
 def _next_wildcard(spec: CronSpec, after: datetime, tz: tzinfo) -> datetime:
     """Wildcard jobs follow the wall clock as it is: both copies of a repeated hour fire, a skipped
     hour does not (cron: "jobs specified with wildcards are run based on the new time immediately")."""
     wall = _wall(after, tz)
-    near = _offset_changes(after, _NEAR, _NEAR, tz)
-    candidate = wall - _NEAR if near else wall  # a repeated hour shows earlier wall times again
+    shift = _offset_change(after, _NEAR, _NEAR, tz)
+    candidate = wall - shift  # a repeated hour shows wall times up to `shift` earlier again
     best: Optional[datetime] = None
     while True:
         candidate = spec.next_match(candidate)
         for instant in _instants(candidate, tz):
             if instant > after and (best is None or instant < best):
                 best = instant
-        if best is not None and (not near or candidate > wall + _NEAR):
+        if best is not None and candidate > wall + shift:
             return best
 
 
@@ -130,7 +131,7 @@ def _next_fixed(spec: CronSpec, after: datetime, tz: tzinfo) -> datetime:
     copy), and each slot a spring-forward gap skipped fires right after the change, one per minute in
     order (cron runs them all at once), ahead of the slots that follow."""
     wall = _wall(after, tz)
-    near = _offset_changes(after, 2 * _NEAR, timedelta(0), tz)
+    near = _offset_change(after, 2 * _NEAR, timedelta(0), tz)
     candidate = wall - 2 * _NEAR if near else wall  # start before the gap whose slots may still wait
     previous: Optional[datetime] = None
     while True:
