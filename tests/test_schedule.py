@@ -358,3 +358,66 @@ def test_due_times_cached_by_older_rules_are_computed_again(db, tz):
         ("report", "0 0 13 * 1-7|Europe/Berlin", now.timestamp(), berlin(tz, 2026, 12, 13).timestamp()))
     states = sync_states(connection, [Job("report", print, "0 0 13 * 1-7")], now.timestamp(), tz, 60.0)
     assert states["report"].next_due == berlin(tz, 2026, 12, 2).timestamp()  # every day, as cron reads it
+
+
+def cron_daemon_runs(expression, tz, start, end):
+    """What Debian's cron does, minute by minute: cron.c's main loop (the "wakeupKind" cases) over the
+    real minutes from `start` to `end`, with its virtual clock of local wall minutes. Returns
+    (instant, wall slot) for each run of the job."""
+    from cronjobs.cronspec import parse
+
+    spec = parse(expression)
+    runs = []
+    moment = start.astimezone(UTC).replace(second=0, microsecond=0)
+
+    def run(at, wall, wildcard_pass, fixed_pass):
+        if spec.matches(wall) and (fixed_pass if not spec.wildcard else wildcard_pass):
+            runs.append((at, wall))
+
+    virtual = moment.astimezone(tz).replace(tzinfo=None, fold=0)
+    while True:
+        moment += timedelta(minutes=1)
+        if moment > end:
+            return runs
+        running = moment.astimezone(tz).replace(tzinfo=None, fold=0)
+        difference = (running - virtual) // timedelta(minutes=1)
+        if difference == 1 or difference > 180 or difference < -180:
+            run(moment, running, True, True)
+            virtual = running
+        elif 0 < difference <= 5:  # woke late: every minute missed, both kinds
+            while virtual < running:
+                virtual += timedelta(minutes=1)
+                run(moment, virtual, True, True)
+        elif difference > 5:  # clock forward: wildcard jobs now, fixed ones for each skipped minute
+            run(moment, running, True, False)
+            while virtual < running:
+                virtual += timedelta(minutes=1)
+                run(moment, virtual, False, True)
+        else:  # clock back: wildcard jobs on the new time, the virtual clock waits
+            run(moment, running, True, False)
+
+
+@pytest.mark.parametrize("change", CHANGES)
+@pytest.mark.parametrize("minute", ["*", "*/20", "0", "0,30", "15-45/15", "59"])
+@pytest.mark.parametrize("hour", ["*", "1", "2", "1-3", "0,2"])
+def test_fire_times_agree_with_cron_daemon_loop(change, minute, hour):
+    zone, start, _ = CHANGES[change]
+    tz = get_timezone(zone)
+    expression = f"{minute} {hour} * * *"
+    begin = datetime(*start, tzinfo=tz).astimezone(UTC) - timedelta(hours=2)
+    end = begin + timedelta(hours=6)
+    daemon = cron_daemon_runs(expression, tz, begin, end)
+    # run-cron starts one run per tick where cron starts several at once after a spring-forward change.
+    expected, previous = [], None
+    for at, _ in daemon:
+        if previous is not None and at < previous + timedelta(minutes=1):
+            at = previous + timedelta(minutes=1)
+        expected.append(at)
+        previous = at
+    ours, at = [], begin
+    while True:
+        at = next_fire(expression, at, tz)
+        if at > end:
+            break
+        ours.append(at.astimezone(UTC))
+    assert ours == expected
