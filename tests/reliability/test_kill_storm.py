@@ -184,6 +184,7 @@ def open_work(project) -> int:
     return counts.get("new", 0) + counts.get("pending", 0)
 
 
+@pytest.mark.timeout(3600)  # the full run takes minutes on a busy machine
 def test_sigkill_storm_loses_nothing_and_repeats_only_what_kills_cut(project, request):
     full = full_run(request.config)
     target_kills, item_messages, noops = (220, 2000, 2000) if full else (15, 80, 100)
