@@ -22,6 +22,7 @@ from typing import Any, Callable, Optional
 
 Emit = Callable[..., None]
 WORKER_ERROR_EXIT = 70
+BLOCK = 256  # message events sent as one line at most
 
 
 @dataclass
@@ -99,14 +100,23 @@ def _child(work: Callable[[Emit], None], write_fd: int, parent: int, close_fds: 
             signal.signal(signum, signal.SIG_DFL)
         pipe = os.fdopen(write_fd, "w", buffering=1 << 16, encoding="utf-8")
         encode = json.JSONEncoder(default=str, separators=(",", ":")).encode  # built once: hot path
+        held: list[dict[str, Any]] = []
 
         def emit(event: str, **fields: Any) -> None:
             fields["event"] = event
+            # A message's start and end are only for the summary and logs, so they travel in blocks:
+            # one JSON line per block costs both sides a fraction of a line per event. What recovery
+            # needs after a kill is on the shared Board, not in this pipe.
+            if event in ("start", "end") and fields.get("kind") == "message":
+                held.append(fields)
+                if len(held) < BLOCK:
+                    return
+                fields = {"event": "block", "events": held[:]}
+            elif held:
+                pipe.write(encode({"event": "block", "events": held}) + "\n")
+            held.clear()
             pipe.write(encode(fields) + "\n")
-            # A message's start and end are only for the summary and logs, so they travel in blocks;
-            # what recovery needs after a kill is on the shared Board, not in this pipe.
-            if fields.get("kind") != "message" or event not in ("start", "end"):
-                pipe.flush()
+            pipe.flush()
 
         logging.getLogger("cronjobs").handlers[:] = [_PipeLogHandler(emit)]
 
@@ -213,10 +223,15 @@ def _dispatch(line: bytes, result: Supervised, on_event: Callable[[dict[str, Any
         event = json.loads(line)
     except ValueError:
         return
-    if event.get("event") == "log":
+    kind = event.get("event")
+    if kind == "block":
+        for held in event["events"]:
+            on_event(held)
+        return
+    if kind == "log":
         _log_in_supervisor(event)
         return
-    if event.get("event") == "error":
+    if kind == "error":
         result.error = event.get("error")
     on_event(event)
 
