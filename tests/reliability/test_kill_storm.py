@@ -221,7 +221,9 @@ def test_sigkill_storm_loses_nothing_and_repeats_only_what_kills_cut(project, re
             "SELECT message.id, COUNT(attempt.id) FROM message LEFT JOIN attempt ON attempt.message_id = message.id "
             "AND attempt.outcome = 'completed' WHERE message.kind = 'message' GROUP BY message.id").fetchall()
         job_runs = db.execute(
-            "SELECT type, started_at FROM message WHERE kind = 'job' AND status = 'completed'").fetchall()
+            # started_at is NULL on a job run that a kill put back before it started, then resumed
+            "SELECT type, COALESCE(started_at, finished_at) FROM message "
+            "WHERE kind = 'job' AND status = 'completed'").fetchall()
         job_statuses = collections.Counter(status for (status,) in db.execute(
             "SELECT status FROM message WHERE kind = 'job'").fetchall())
     total = storm.item_messages + storm.noop_messages
