@@ -231,6 +231,9 @@ def fetch(url: str, method: str = "GET", data: Optional[bytes] = None, headers: 
 
 
 def enqueue(config: Path, *args: Any, **options: Any) -> str:
+    """Queue a message as a web process would that does not import the jobs modules (the test's
+    registry is this process's, not the project's)."""
+    options.setdefault("allow_unknown", True)
     with cronjobs.connect(str(config)) as queue:
         return queue.enqueue(*args, **options)
 

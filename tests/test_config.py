@@ -88,9 +88,11 @@ def test_cli_reports_a_job_module_that_fails_to_import(project):
     project.write_jobs("import does_not_exist\n")
     result = project.run()
     assert result.returncode == 2
+    jobs = project.path / "jobs.py"
+    line = jobs.read_text().splitlines().index("import does_not_exist") + 1
     assert result.stderr.splitlines() == [
         f"run-cron: error: {project.config}: jobs: cannot import 'jobs': "
-        "ModuleNotFoundError: No module named 'does_not_exist'"
+        f"ModuleNotFoundError: No module named 'does_not_exist' ({jobs}, line {line})"
     ]
 
 

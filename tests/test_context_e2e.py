@@ -32,7 +32,7 @@ def drain_over_ticks(project, uuid, time_limit="2", max_ticks=80):
         assert result.returncode == 0, result.stderr
         assert result.stderr == ""  # a run continued next tick is not a failure: cron mails nothing
         shown = json.loads(project.run("show", uuid, "--json").stdout)
-        seen.append((shown["status"], shown["attempts"], shown.get("error")))
+        seen.append((shown["status"], shown["attempts_used"], shown.get("error")))
         if shown["status"] == "completed":
             break
     assert shown["status"] == "completed", seen
@@ -52,8 +52,9 @@ def test_readme_resume_pattern_processes_every_item_once_over_several_ticks(proj
     assert len(seen) >= 2, "the time limit should have cut the handler at least once"
     assert all(status in ("new", "pending") and tries == 0 and error is None for status, tries, error in seen[:-1])
     assert sorted(int(line) for line in project.ran()) == list(range(300))  # each item exactly once
-    assert (shown["status"], shown["offset"], shown["progress"], shown["attempts"], shown.get("error")) == (
+    assert (shown["status"], shown["offset"], shown["progress"], shown["attempts_used"], shown.get("error")) == (
         "completed", 300, 100, 0, None)
+    assert shown["attempts"] == 1  # as history numbers them: continued runs are one attempt
     outcomes = attempts(project, uuid)
     assert outcomes == [("continued", None)] * (len(seen) - 1) + [("completed", None)]
 
@@ -64,7 +65,7 @@ def test_example_counter_resumes_across_ticks_with_offset_and_state(project):
     seen, shown = drain_over_ticks(project, uuid)
     assert len(seen) >= 2
     assert all(tries == 0 and error is None for _, tries, error in seen)
-    assert (shown["status"], shown["offset"], shown["state"], shown["attempts"]) == (
+    assert (shown["status"], shown["offset"], shown["state"], shown["attempts_used"]) == (
         "completed", 300, {"sum": sum(range(300))}, 0)
 
 
@@ -81,10 +82,10 @@ def later(ctx, payload):
     first = project.run()
     assert first.returncode == 0, first.stderr
     shown = json.loads(project.run("show", uuid, "--json").stdout)
-    assert (shown["status"], shown["attempts"], shown.get("error")) == ("new", 0, None)
+    assert (shown["status"], shown["attempts_used"], shown.get("error")) == ("new", 0, None)
     assert project.run().returncode == 0
     shown = json.loads(project.run("show", uuid, "--json").stdout)
-    assert (shown["status"], shown["attempts"]) == ("completed", 0)
+    assert (shown["status"], shown["attempts_used"], shown["attempts"]) == ("completed", 0, 1)
     assert project.ran() == ["run None", "run 1"]
 
 
@@ -123,7 +124,7 @@ def export(ctx):
         if state[0] is not None:
             break
         assert state[1] is not None  # unfinished: the run stays the job's current one
-    assert state == ("success", None)
+    assert state == ("completed", None)
     assert sorted(int(line) for line in project.ran()) == list(range(200))
     with sqlite3.connect(project.database) as db:
         runs = db.execute("SELECT status, attempts FROM message WHERE type = 'export'").fetchall()
