@@ -33,10 +33,12 @@ class Supervised:
     exit_status: Optional[int]  # the worker's exit code; None when killed by a signal
     signal: Optional[int] = None
     error: Optional[str] = None  # set when the worker raised out of its work function
+    finished: bool = False  # the worker said "done": its work function returned
 
     @property
     def clean(self) -> bool:
-        return not self.timed_out and self.exit_status == 0
+        # Exit 0 alone is not enough: a job calling os._exit(0) ends the worker mid-run with code 0.
+        return not self.timed_out and self.exit_status == 0 and self.finished
 
 
 def _die_with_parent(parent: int) -> None:
@@ -233,6 +235,8 @@ def _dispatch(line: bytes, result: Supervised, on_event: Callable[[dict[str, Any
         return
     if kind == "error":
         result.error = event.get("error")
+    elif kind == "done":
+        result.finished = True
     on_event(event)
 
 

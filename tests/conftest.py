@@ -3,6 +3,7 @@ disk to run the real `run-cron` CLI (and its HTTP server) against in subprocesse
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import signal
@@ -25,6 +26,8 @@ from cronjobs.schedule import get_timezone
 from cronjobs.store import connect_store
 
 ROOT = Path(__file__).resolve().parent.parent
+# libfaketime itself: the `faketime` wrapper names its semaphores by pid and fails on a stale one.
+LIBFAKETIME = next(iter(sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1"))), None)
 TOKEN = "s3cret-Token_for-tests"
 
 
@@ -123,6 +126,13 @@ class Project:
     def run(self, *args: str, timeout: float = 60, input: Optional[str] = None) -> subprocess.CompletedProcess:
         return subprocess.run(self.command(*args), capture_output=True, text=True, timeout=timeout,
                               env=cli_env(), input=input)
+
+    def run_at(self, utc: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        """The real CLI with its clock starting at `utc` ('YYYY-MM-DD HH:MM:SS', then running) by libfaketime."""
+        if LIBFAKETIME is None:
+            pytest.skip("libfaketime is not installed (Debian package faketime)")
+        env = {**cli_env(), "LD_PRELOAD": LIBFAKETIME, "FAKETIME": f"@{utc}", "TZ": "UTC"}
+        return subprocess.run(self.command(*args), capture_output=True, text=True, timeout=timeout, env=env)
 
     def start(self, *args: str) -> subprocess.Popen:
         return subprocess.Popen(self.command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
