@@ -6,6 +6,7 @@ runs from `$HOME` and a test that runs from a temporary directory read the same 
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Callable, Optional
 
@@ -120,7 +121,7 @@ def find_config_path(explicit: Optional[str] = None) -> str:
 def _number(minimum: float, integer: bool = False) -> Callable[[str], float]:
     def parse(text: str) -> float:
         value = int(text) if integer else float(text)
-        if value != value or value < minimum:  # NaN or too small
+        if not math.isfinite(value) or value < minimum:  # NaN, infinite (0 is the way to say "none") or too small
             raise ValueError
         return value
 

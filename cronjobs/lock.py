@@ -42,9 +42,9 @@ class SupervisorLock:
         if not os.path.isdir(directory):
             raise LockError(self.path, "its directory does not exist")
         # A probe (held_elsewhere, in status, /health or a /run thread) holds a shared lock for
-        # microseconds; two short retries keep a flood of probes from turning a tick away, while a
-        # second tick still leaves within ~10 ms.
-        for pause in (0.002, 0.008, None):
+        # microseconds; short retries keep a flood of probes from turning a tick away, while a
+        # second tick still leaves within ~40 ms.
+        for pause in (0.002, 0.005, 0.01, 0.02, None):
             try:
                 self._lock.acquire(blocking=False)
             except filelock.Timeout:

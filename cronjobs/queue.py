@@ -336,11 +336,15 @@ class Queue:
     def retry(self, uuid: str) -> None:
         """Put a failed or cancelled message back to `new` with fresh attempts, same uuid."""
         status = self._status(uuid)
+        kind, name = self.db.execute("SELECT kind, type FROM message WHERE uuid = ?", (uuid,)).fetchone()
+        if kind != "message":  # its schedule retries it; a run put back to `new` would never be claimed
+            raise InvalidState(f"{uuid} is a run of the periodic job {name!r}, which retries on its schedule; "
+                               f"to run it now: run-cron --force {name}")
         if status not in (FAILED, CANCELLED):
             raise InvalidState(f"message {uuid} is {status}; only failed or cancelled messages can be retried")
         self.db.execute(
             "UPDATE message SET status = 'new', attempts = 0, run_at = ?, finished_at = NULL "
-            "WHERE uuid = ? AND status IN ('failed', 'cancelled')",
+            "WHERE uuid = ? AND kind = 'message' AND status IN ('failed', 'cancelled')",
             (time.time(), uuid),
         )
 

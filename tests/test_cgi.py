@@ -209,3 +209,49 @@ def test_falling_back_to_the_system_python_is_said_in_the_response_and_the_log(t
     assert any(line.startswith("X-Run-Cron-Warning: ") and warning in line for line in lines), lines
     assert warning in json.loads(body)["warning"]
     assert warning.encode() in done.stderr  # the web server's error log
+
+
+def header(lines: list[str], name: str) -> Optional[str]:
+    return next((line.split(": ", 1)[1] for line in lines if line.lower().startswith(name.lower() + ": ")), None)
+
+
+def test_bearer_is_matched_in_any_case_and_only_with_the_token(tmp_path):
+    config = web_project(tmp_path).config
+    for scheme in ("bearer", "BEARER", "Bearer"):
+        lines, _ = split(run_cgi(config, "/", env={"HTTP_AUTHORIZATION": f"{scheme} {TOKEN}"}).stdout)
+        assert lines[0] == "Status: 200 OK", scheme
+    lines, _ = split(run_cgi(config, "/", env={"HTTP_AUTHORIZATION": f"Basic {TOKEN}"}).stdout)
+    assert lines[0].startswith("Status: 403")
+
+
+def test_the_page_cookie_is_secure_over_https_only(tmp_path):
+    config = web_project(tmp_path).config
+    plain, _ = split(run_cgi(config, "/", "token=" + TOKEN).stdout)
+    secure, _ = split(run_cgi(config, "/", "token=" + TOKEN, env={"HTTPS": "on"}).stdout)
+    assert "HttpOnly" in header(plain, "Set-Cookie") and "Secure" not in header(plain, "Set-Cookie")
+    assert "; Secure" in header(secure, "Set-Cookie")
+
+
+def test_head_answers_the_headers_of_get_without_a_body(tmp_path):
+    config = web_project(tmp_path).config
+    assert split(run_cgi(config, "/run", "token=" + TOKEN).stdout)[0][0] == "Status: 200 OK"  # healthy now
+    for path, query in (("/health", ""), ("/", "token=" + TOKEN)):
+        got_lines, got_body = split(run_cgi(config, path, query).stdout)
+        head_lines, head_body = split(run_cgi(config, path, query, method="HEAD").stdout)
+        assert head_lines[0] == got_lines[0] == "Status: 200 OK"
+        assert header(head_lines, "Content-Type") == header(got_lines, "Content-Type")
+        assert got_body and head_body == b""
+
+
+def test_retry_after_is_never_0_while_a_trigger_is_refused(tmp_path):
+    config = web_project(tmp_path, http={"min_interval": 2}).config
+    assert split(run_cgi(config, "/run", "token=" + TOKEN).stdout)[0][0] == "Status: 200 OK"
+    waits = []
+    while True:
+        lines, body = split(run_cgi(config, "/run", "token=" + TOKEN).stdout)
+        if lines[0] == "Status: 200 OK":
+            break
+        assert lines[0] == "Status: 429 Too Many Requests"
+        waits.append(int(header(lines, "Retry-After")))
+        assert json.loads(body)["retry_after"] == waits[-1]
+    assert waits and min(waits) >= 1 and max(waits) <= 2

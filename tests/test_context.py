@@ -64,3 +64,31 @@ def test_time_left_and_should_stop(db, runs):
     ctx = Context(runs, run, deadline=time.monotonic() + 5)
     assert 4 < ctx.time_left() <= 5 and not ctx.should_stop()
     assert Context(runs, run, deadline=time.monotonic() - 1).should_stop()
+
+
+def test_progress_is_stored_and_reported_at_most_every_quarter_second(db, runs):
+    queue = Queue(db)
+    uuid = queue.enqueue("t")
+    events = []
+    ctx = Context(runs, runs.claim_message(time.time()), emit=lambda event, **fields: events.append(fields))
+    ctx.progress(5, 10)
+    job = queue.get(uuid)
+    assert (job.progress, job.done, job.total, job.offset) == (50.0, 5, 10, None)  # no checkpoint
+    ctx.progress(6, 10)  # too soon after the last write: neither stored nor sent
+    assert queue.get(uuid).progress == 50.0 and len(events) == 1
+    time.sleep(0.3)
+    ctx.progress(9, 10)
+    assert queue.get(uuid).progress == 90.0
+    assert [(e["uuid"], e["progress"], e["done"], e["total"]) for e in events] == [(uuid, 50.0, 5, 10),
+                                                                                  (uuid, 90.0, 9, 10)]
+
+
+def test_a_total_of_0_is_an_unknown_total_not_a_division_by_zero(db, runs):
+    assert compute_progress(9, 0) == compute_progress(9) == pytest.approx(20.0)
+    queue = Queue(db)
+    uuid = queue.enqueue("t")
+    ctx = Context(runs, runs.claim_message(time.time()))
+    ctx.progress(9, 0)
+    assert queue.get(uuid).progress == pytest.approx(20.0)
+    ctx.checkpoint(offset=1, done=9, total=0)
+    assert queue.get(uuid).progress == pytest.approx(20.0)

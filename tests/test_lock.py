@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 from cronjobs.lock import LockError, SupervisorLock
@@ -40,3 +41,37 @@ def test_missing_directory_is_a_lock_error(tmp_path):
         assert str(exc) == f"lock file {tmp_path}/nope/x.lock: its directory does not exist"
     else:
         raise AssertionError("expected LockError")
+
+
+def test_probes_leave_the_lock_free_never_see_each_other_and_never_turn_a_tick_away(tmp_path):
+    path = str(tmp_path / "run-cron.lock")
+    first = SupervisorLock(path)
+    assert first.acquire()
+    first.release()
+    seen: list[bool] = []
+    stop = threading.Event()
+
+    def probe() -> None:  # as /run threads of a flood of requests do
+        lock = SupervisorLock(path)
+        while not stop.is_set():
+            seen.append(lock.held_elsewhere())
+            time.sleep(0.001)
+
+    threads = [threading.Thread(target=probe) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(0.3)
+        assert seen and not any(seen)  # nobody holds it: no probe may see another probe as a tick
+        for _ in range(5):  # a tick started among the probes takes the lock
+            holder = subprocess.Popen([sys.executable, "-c", HOLD, path], stdout=subprocess.PIPE, text=True)
+            try:
+                assert holder.stdout.readline().strip() == "held"
+            finally:
+                holder.kill()
+                holder.wait()
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert SupervisorLock(path).acquire()  # and the probes left it free

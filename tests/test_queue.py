@@ -150,3 +150,13 @@ def test_runs_share_the_connection_without_locking(queue, runs, tmp_path):
     runs.complete(run, time.time())
     assert other.counts() == {"new": 1, "pending": 0, "completed": 1, "failed": 0, "cancelled": 0}
     other.close()
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"delay": -1}, "delay must be >= 0 seconds, got -1"),
+    ({"max_attempts": 0}, "max_attempts must be >= 1, got 0"),
+])
+def test_enqueue_refuses_a_negative_delay_and_no_attempts(queue, options, message):
+    with pytest.raises(ValueError, match=message):
+        queue.enqueue("x", {}, **options)
+    assert queue.counts()["new"] == 0

@@ -207,3 +207,30 @@ def hang(ctx, payload):
     assert project.run("--time-limit", "5").returncode == 0
     fast_runs = [line for line in project.ran() if line.startswith("fast")]
     assert sorted(fast_runs) == sorted(f"fast {i}" for i in range(80))  # each exactly once
+
+
+def test_retry_never_resurrects_a_periodic_job_run(project):
+    project.write_jobs("""
+@cronjobs.daily
+def bad(ctx):
+    record("bad")
+    raise RuntimeError("x")
+
+@cronjobs.handler("m")
+def m(ctx, payload):
+    record("m")
+    raise RuntimeError("y")
+""")
+    message = project.run("enqueue", "m", "--max-attempts", "1").stdout.strip()
+    assert project.run().returncode == 1
+    (run,) = [r["uuid"] for r in json.loads(project.run("history", "--json").stdout) if r["name"] == "bad"]
+    result = project.run("retry", "--failed")
+    assert result.returncode == 0
+    assert json.loads(project.run("show", run, "--json").stdout)["status"] == "failed"
+    assert json.loads(project.run("show", message, "--json").stdout)["status"] == "new"
+    refused = project.run("retry", run)
+    assert refused.returncode == 2
+    assert refused.stderr.splitlines() == [
+        f"run-cron: error: {run} is a run of the periodic job 'bad', which retries on its schedule; "
+        "to run it now: run-cron --force bad"]
+    assert json.loads(project.run("show", run, "--json").stdout)["status"] == "failed"

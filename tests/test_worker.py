@@ -203,3 +203,15 @@ def test_group_commit_writes_fast_successes_with_the_next_claim(runs, registry, 
     assert [queue.get(u).status for u in uuids[:3]] == ["completed", "new", "new"]
     assert [queue.get(u).attempts_used for u in uuids[:3]] == [0, 1, 0]
     assert queue.get(uuids[2]).started_at is None  # released: it never ran
+
+
+def test_a_message_cancelled_while_its_success_waits_for_the_group_commit_stays_cancelled(runs, queue):
+    uuid = queue.enqueue("fast")
+    run = runs.claim_message(time.time())
+    runs.defer_complete(run, time.time())  # a fast handler's success waits for the next commit
+    queue.cancel(uuid)
+    runs.flush()
+    shown = queue.get(uuid)
+    assert shown.status == "cancelled"
+    outcomes = runs.db.execute("SELECT outcome FROM attempt WHERE message_id = ?", (run.id,)).fetchall()
+    assert outcomes == [("cancelled",)]  # history too says it did not complete
