@@ -1,7 +1,6 @@
-"""The SQLite store: peewee models bound to a database that is passed in, and schema migrations.
+"""The SQLite engine: WAL, busy timeout, BEGIN IMMEDIATE, partial indexes and PRAGMA user_version.
 
-The tables are plain enough for PostgreSQL or MariaDB later; the few SQLite-only statements (PRAGMA,
-BEGIN IMMEDIATE) are confined to `open_database` and `transaction`. Timestamps are UTC epoch seconds.
+The few SQLite-only statements (PRAGMA, BEGIN IMMEDIATE) are confined to this module.
 """
 
 from __future__ import annotations
@@ -9,120 +8,13 @@ from __future__ import annotations
 import os
 import sqlite3
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Iterator
 
 import peewee as pw
 
-from .errors import StoreError
-from .files import create_private
-
-#: Bumped by every release that changes the tables; `migrate` brings older files up to date.
-SCHEMA_VERSION = 1
-
-
-@dataclass
-class Models:
-    """The model classes bound to one database."""
-
-    JobState: Any
-    Message: Any
-    Attempt: Any
-    Warning: Any
-    Attachment: Any
-    AttachmentChunk: Any
-
-    def all(self) -> list[Any]:
-        return [
-            self.JobState,
-            self.Message,
-            self.Attempt,
-            self.Warning,
-            self.Attachment,
-            self.AttachmentChunk,
-        ]
-
-
-def make_models(database: pw.Database) -> Models:
-    """Model classes bound to `database` (no module-global database, as in huey's SqlHuey)."""
-
-    class Base(pw.Model):
-        class Meta:
-            legacy_table_names = False
-
-    class JobState(Base):
-        name = pw.TextField(primary_key=True)
-        schedule = pw.TextField()  # schedule and time zone the cached next_due was computed for
-        first_seen = pw.FloatField()
-        last_run = pw.FloatField(null=True)  # start of the most recent finished run
-        last_finished = pw.FloatField(null=True)
-        last_outcome = pw.TextField(null=True)
-        last_error = pw.TextField(null=True)
-        failures = pw.IntegerField(default=0)
-        next_due = pw.FloatField(null=True)  # read by the idle check, which never parses a schedule
-        current = pw.TextField(null=True)  # uuid of a run that has not finished (resumed first)
-
-    class Message(Base):
-        uuid = pw.TextField(unique=True)
-        kind = pw.TextField(default="message")  # "message", or "job" for a periodic job's run
-        type = pw.TextField()
-        payload = pw.TextField(null=True)  # JSON
-        status = pw.TextField(default="new")
-        priority = pw.IntegerField(default=0)
-        run_at = pw.FloatField()
-        key = pw.TextField(null=True)
-        owner = pw.TextField(null=True)
-        attempts = pw.IntegerField(default=0)  # attempts used up; a continuation uses none
-        max_attempts = pw.IntegerField(default=3)
-        offset_json = pw.TextField(null=True)
-        state_json = pw.TextField(null=True)
-        seq = pw.IntegerField(default=0)  # checkpoint counter: did a cut run make progress?
-        done = pw.FloatField(null=True)
-        total = pw.FloatField(null=True)
-        progress = pw.FloatField(default=0)
-        error = pw.TextField(null=True)  # the last error, one line
-        created_at = pw.FloatField()
-        started_at = pw.FloatField(null=True)
-        finished_at = pw.FloatField(null=True)
-        # The attempt under way (its `attempt` row is written when it ends): when it began and the
-        # checkpoint counter then, so recovery can tell a cut run that progressed from one that did not.
-        attempt_started_at = pw.FloatField(null=True)
-        attempt_seq = pw.IntegerField(null=True)
-
-    class Attempt(Base):
-        message = pw.ForeignKeyField(Message, on_delete="CASCADE", backref="attempt_rows")
-        number = pw.IntegerField()
-        started_at = pw.FloatField()
-        finished_at = pw.FloatField(null=True)
-        outcome = pw.TextField(null=True)  # completed, failed, timeout, continued, crashed, retry, ...
-        error = pw.TextField(null=True)
-        traceback = pw.TextField(null=True)
-        seq_start = pw.IntegerField(default=0)
-
-    class Warning(Base):
-        message = pw.ForeignKeyField(Message, on_delete="CASCADE", backref="warning_rows")
-        at = pw.FloatField()
-        text = pw.TextField()
-
-    class Attachment(Base):
-        message = pw.ForeignKeyField(Message, on_delete="CASCADE", backref="attachment_rows")
-        name = pw.TextField()
-        size = pw.IntegerField(default=0)
-        created_at = pw.FloatField()
-
-        class Meta:
-            indexes = ((("message", "name"), True),)
-
-    class AttachmentChunk(Base):
-        # Large files live here, in chunks, so neither the queue table nor memory grows with them.
-        attachment = pw.ForeignKeyField(Attachment, on_delete="CASCADE")
-        seq = pw.IntegerField()
-        data = pw.BlobField()
-
-    models = Models(JobState, Message, Attempt, Warning, Attachment, AttachmentChunk)
-    database.bind(models.all(), bind_refs=False, bind_backrefs=False)
-    return models
-
+from ..errors import StoreError
+from ..files import create_private
+from .models import SCHEMA_VERSION, Models, make_models
 
 _INDEXES_V1 = (
     # Partial indexes hold only the rows a query looks for, so a status change touches few pages.
