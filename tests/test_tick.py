@@ -70,7 +70,7 @@ def test_second_tick_has_nothing_due_and_is_silent(project):
 
 
 def test_failed_job_is_retried_on_a_later_tick(project):
-    project.write_config(retry_backoff="1")
+    project.write_config(retry_backoff="60")
     project.write_jobs("""
 @cronjobs.daily
 def flaky(ctx):
@@ -78,12 +78,11 @@ def flaky(ctx):
     if len(open(LOG).read().splitlines()) < 2:
         raise RuntimeError("first time fails")
 """)
-    assert project.run().returncode == 1
-    assert project.run().returncode == 0 and project.ran() == ["flaky 1"]  # backoff not over yet
-    time.sleep(1.1)
-    assert project.run().returncode == 0
-    assert project.run().returncode == 0
-    assert len(project.ran()) == 2
+    assert project.run_at("2026-06-04 10:00:05").returncode == 1
+    assert project.run_at("2026-06-04 10:00:50").returncode == 0 and project.ran() == ["flaky 1"]  # backoff
+    assert project.run_at("2026-06-04 10:01:10").returncode == 0
+    assert project.run_at("2026-06-04 10:02:10").returncode == 0  # done for the day
+    assert project.ran() == ["flaky 1", "flaky 1"]  # each periodic run is a run of its own
 
 
 def test_two_ticks_started_together_run_each_job_once(project):
@@ -317,12 +316,11 @@ def test_a_periodic_job_waiting_on_retry_leaves_ticks_idle_until_its_time(projec
 def later(ctx):
     record("later", ctx.job.attempt)
     if len(open(LOG).read().splitlines()) == 1:
-        raise cronjobs.Retry(delay=1.5)
+        raise cronjobs.Retry(delay=300)
 """)
-    assert project.run().returncode == 0
-    assert "nothing due" in project.run("-v").stderr  # the retry is not due yet: no worker forked
-    time.sleep(1.6)
-    assert project.run().returncode == 0
+    assert project.run_at("2026-06-04 10:00:05").returncode == 0
+    assert "nothing due" in project.run_at("2026-06-04 10:04:55", "-v").stderr  # no worker forked
+    assert project.run_at("2026-06-04 10:05:10").returncode == 0
     assert project.ran() == ["later 1", "later 1"]  # Retry uses no attempt
     assert json.loads(project.run("list", "--json").stdout)[0]["last_outcome"] == "completed"
 
