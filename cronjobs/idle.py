@@ -52,8 +52,13 @@ def is_idle(
     jobs: Iterable[tuple[str, str]],
     now: float,
     schema_version: int,
+    skip_types: tuple[str, ...] = (),
 ) -> bool:
-    """True when no declared job is due and no message is runnable or left running."""
+    """True when no declared job is due and no message is runnable or left running.
+
+    `skip_types`: message types this tick would not run (cli_only handlers on an HTTP tick), so
+    their waiting messages do not fork a worker that has nothing to do.
+    """
     if connection.execute("PRAGMA user_version").fetchone()[0] != schema_version:
         return False
     future = now + SKEW_TOLERANCE  # a time beyond it is clock skew, which the worker corrects (skew.py)
@@ -85,8 +90,9 @@ def is_idle(
     if connection.execute("SELECT 1 FROM message WHERE id = (SELECT MAX(id) FROM message) AND status = 'new' "
                           "AND created_at > ?", (future,)).fetchone():
         return False
+    skip = f" AND type NOT IN ({', '.join('?' * len(skip_types))})" if skip_types else ""
     return not connection.execute(
-        "SELECT 1 FROM message WHERE status = 'new' AND run_at <= ? LIMIT 1", (now,)
+        f"SELECT 1 FROM message WHERE status = 'new' AND run_at <= ?{skip} LIMIT 1", (now, *skip_types)
     ).fetchone()
 
 

@@ -158,8 +158,11 @@ def run_tick(
                     result.status, result.retry_after = "too_soon", wait
                     return result
             tz_key = config.tz_key  # the schedule key's zone: str(config.tz), without loading the zone
-            jobs = [(job.name, schedule_key(job.schedule, tz_key)) for job in registry.jobs.values()]
-            if force is None and fast is not None and is_idle(fast, jobs, result.started_at, SCHEMA_VERSION):
+            cli = trigger != "http"  # an HTTP tick never runs cli_only jobs or handlers: they cannot make it busy
+            jobs = [(job.name, schedule_key(job.schedule, tz_key)) for job in registry.jobs.values()
+                    if cli or not job.cli_only]
+            skip = () if cli else tuple(h.type for h in registry.handlers.values() if h.cli_only)
+            if force is None and fast is not None and is_idle(fast, jobs, result.started_at, SCHEMA_VERSION, skip):
                 result.status = "idle"
             else:
                 if fast is not None:

@@ -105,6 +105,7 @@ def test_run_ticks_with_query_token_or_bearer_and_summarises(serve):
     again = ran(server)[2:] == ["every_minute"]  # only if a new minute began between the two requests
     assert answer.status == 200
     assert [item["name"] for item in mine(answer.json["ran"])] == ["every_minute"] * again
+    assert answer.json["status"] == ("ran" if again else "idle")  # the due cli_only job forks no worker
     assert ran(server) == ["every_minute", "echo hi"] + ["every_minute"] * again
 
 
@@ -126,6 +127,8 @@ def test_cli_only_jobs_and_handlers_wait_for_the_cli(serve):
     assert skipped[("job", "nightly")]["reason"].startswith("cli_only")
     assert skipped[("message", "web.cli")]["reason"].startswith("cli_only")
     assert ran(server) == ["every_minute"]
+    second = fetch(server.url("/run?token=" + TOKEN)).json  # what waits for the cli forks no worker
+    assert second["status"] == ("ran" if ran(server).count("every_minute") == 2 else "idle")
     subprocess.run([sys.executable, "-m", "cronjobs", "--config", str(server.config)], env=cli_env(),
                    check=True, timeout=60)
     assert "nightly" in ran(server) and "cli-handler" in ran(server)
