@@ -118,3 +118,16 @@ class Board:
 
     def close(self) -> None:
         self._memory.close()
+
+
+def peek_current(path: str) -> Optional[int]:
+    """The run in flight on the board file at `path`, read without writing (for the status page)."""
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(_SLOT.size * _HEADER)
+    except OSError:
+        return None
+    if len(header) < _SLOT.size * _HEADER or _SLOT.unpack_from(header, 0)[0] != _MAGIC:
+        return None
+    current = _SLOT.unpack_from(header, _SLOT.size * _CURRENT)[0]
+    return current if current > 0 else None

@@ -4,8 +4,11 @@ Routes, all below the optional `[http] prefix`:
 
     GET|POST /run                   one tick, as the CLI runs it, under `[http] time_limit`  (token)
     GET      /health                age of the last tick, queue depth, failing jobs         (open)
-    GET      /                      the status page                                         (token or cookie)
-    GET      /attachment/UUID/NAME  one attachment of a message                             (token or cookie)
+    GET      /                      the status page (filters: ?status=&type=&owner=)        (token or cookie)
+    POST     /action                retry, cancel or run now; 303 back to the page          (cookie + CSRF)
+    GET      /live                  tick running, run in flight, progress (JSON)            (token or cookie)
+    GET      /page.js               the page's script                                       (open)
+    GET      /attachment/UUID/NAME  one attachment of a message or job run                  (token or cookie)
 
 Serve `cronjobs.web:application` (reads $RUN_CRON_CONFIG) with any WSGI server, run bin/run-cron.cgi as
 CGI, or try it with `run-cron serve`. The token is compared in constant time and never logged: the
@@ -52,20 +55,24 @@ log = logging.getLogger(__name__)
 CGI_FALLBACK = "RUN_CRON_CGI_FALLBACK"
 COOKIE = "run_cron_page"
 COOKIE_MAX_AGE = 30 * 86400
-_ROUTES = {"/run": ("GET", "POST"), "/health": ("GET", "HEAD"), "/": ("GET", "HEAD")}
+_ROUTES = {"/run": ("GET", "POST"), "/health": ("GET", "HEAD"), "/": ("GET", "HEAD"), "/action": ("POST",),
+           "/live": ("GET",), "/page.js": ("GET", "HEAD")}
 
 
 class App:
     """The WSGI application. `config` is a Config, a path, or None for $RUN_CRON_CONFIG.
 
     The configuration and the jobs modules are loaded at the first request (and again after a failure),
-    so a bad configuration answers 500 with a one-line message and is logged, never shown.
+    so a bad configuration answers 500 with a one-line message and is logged, never shown. A long-running
+    server imports the jobs modules again when one of their files changes (mtime or size), so a job
+    added later shows up without a restart.
     """
 
     def __init__(self, config: Union[Config, str, os.PathLike, None] = None) -> None:
         self._path = None if config is None or isinstance(config, Config) else os.fspath(config)
         self._config: Optional[Config] = config if isinstance(config, Config) else None
         self._jobs_loaded = False
+        self._jobs_files: dict[str, tuple[float, int]] = {}
         self._lock = threading.Lock()
         register_fork_hooks()
 
@@ -83,11 +90,16 @@ class App:
             return self._config
 
     def load_jobs(self, config: Config) -> Any:
-        """The registry with the configured jobs modules imported (once; /health does not need them)."""
+        """The registry with the configured jobs modules imported: once, and again after they changed."""
         from ..registry import load_modules, registry
         from ..retention import register
 
         with self._lock:
+            if self._jobs_loaded and self._jobs_files != _module_files(config.jobs):
+                log.info("jobs module changed: loading %s again", ", ".join(config.jobs))
+                _forget_modules(config.jobs)
+                registry.clear()
+                self._jobs_loaded = False
             if not self._jobs_loaded:
                 if config.env_file:
                     from ..envfile import load
@@ -95,6 +107,7 @@ class App:
                     load(config.env_file, config.path)
                 load_modules(config.jobs, config.python_path, config.path)
                 register(registry, config)  # the built-in daily prune job, as the CLI declares it
+                self._jobs_files = _module_files(config.jobs)
                 self._jobs_loaded = True
         return registry
 
@@ -141,7 +154,7 @@ class App:
         if length > config.http.max_body:  # at once, before reading: the client may never send it all
             environ[UNREAD_BODY] = True
             return error_response(413, f"request body larger than {config.http.max_body} bytes")
-        read_body(environ, length)
+        body = read_body(environ, length)
         path = environ.get("PATH_INFO") or "/"
         base = environ.get("SCRIPT_NAME", "").rstrip("/")
         prefix = config.http.prefix
@@ -163,7 +176,11 @@ class App:
             return json_response(200 if healthy else 503, report)
         if route == "/run":
             return self.run(config, environ, query, began)
-        return self.page(config, environ, query, route, path[len("/attachment/"):], base)
+        if route == "/page.js":
+            from .assets import JS
+
+            return Response(200, JS.encode("utf-8"), "text/javascript; charset=utf-8")
+        return self.page(config, environ, query, route, path[len("/attachment/"):], base, body)
 
     def run(self, config: Config, environ: Environ, query: dict[str, list[str]], began: float) -> Response:
         from ..eventlog import TickLog
@@ -199,7 +216,7 @@ class App:
                                    **({"warning": f"run-cron.cgi: {warning}"} if warning else {})})
 
     def page(self, config: Config, environ: Environ, query: dict[str, list[str]], route: str, rest: str,
-             base: str) -> Response:
+             base: str, body: bytes = b"") -> Response:
         from . import page as web_page
 
         assert config.http.token is not None
@@ -213,12 +230,70 @@ class App:
             return error_response(403, "forbidden: open this page once with ?token=YOUR_TOKEN")
         if route == "/attachment":
             return web_page.attachment(config, rest, db_guard)
+        if route == "/live":
+            from .store import live_state
+
+            return json_response(200, live_state(config))
+        if route == "/action":
+            return self.action(config, environ, body, base)
         secure = "; Secure" if environ.get("wsgi.url_scheme") == "https" else ""
         cookie = (f"{COOKIE}={expected}; Path={quote(base.encode('latin-1', 'replace'))}/; "
                   f"Max-Age={COOKIE_MAX_AGE}; HttpOnly; SameSite=Strict{secure}")
-        body = web_page.status_page(config, self.load_jobs(config), base, db_guard)
-        return Response(200, body.encode("utf-8"), "text/html; charset=utf-8",
+        html = web_page.status_page(config, self.load_jobs(config), base, db_guard, query)
+        return Response(200, html.encode("utf-8"), "text/html; charset=utf-8",
                         [("Set-Cookie", cookie), *web_page.PAGE_HEADERS])
+
+    def action(self, config: Config, environ: Environ, body: bytes, base: str) -> Response:
+        """A button of the page: check the CSRF token and origin, act, then 303 back to the page."""
+        from .actions import csrf_matches, perform, redirect_target, same_origin
+
+        assert config.http.token is not None
+        form = parse_qs(body.decode("utf-8", "replace"))
+        if not same_origin(environ) or not csrf_matches(next(iter(form.get("csrf") or []), None), config.http.token):
+            return error_response(403, "forbidden: the form is not from this status page (reload it)")
+        notice = perform(config, form, lambda: self.load_jobs(config), db_guard)
+        log.info("page action %s %s: %s", printable((form.get("action") or ["-"])[0]),
+                 printable(notice.get("subject", "-")), notice["notice"])
+        location = redirect_target(base, notice, form)
+        return Response(303, b"", headers=[("Location", location)])
+
+
+def _module_files(modules: Iterable[str]) -> dict[str, tuple[float, int]]:
+    """mtime and size of each imported jobs module's file (what tells a long-running server to reload)."""
+    import sys
+
+    files = {}
+    for name in modules:
+        path = getattr(sys.modules.get(name), "__file__", None)
+        if path:
+            try:
+                stat = os.stat(path)
+            except OSError:
+                files[path] = (-1.0, -1)
+            else:
+                files[path] = (stat.st_mtime, stat.st_size)
+    return files
+
+
+def _forget_modules(modules: Iterable[str]) -> None:
+    """Drop the jobs modules so the next import reads their files again.
+
+    Their bytecode caches go too: a cache is trusted while the source's whole-second mtime and size
+    match, which an edit within the same second can keep.
+    """
+    import importlib
+    import importlib.util
+    import sys
+
+    for name in modules:
+        module = sys.modules.pop(name, None)
+        path = getattr(module, "__file__", None)
+        if path and path.endswith(".py"):
+            try:
+                os.unlink(importlib.util.cache_from_source(path))
+            except (OSError, NotImplementedError, ValueError):
+                pass
+    importlib.invalidate_caches()
 
 
 def _too_soon(wait: int) -> Response:

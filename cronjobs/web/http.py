@@ -9,9 +9,9 @@ import re
 from typing import Any, Callable, Iterable, Optional, Union
 from urllib.parse import unquote
 
-STATUS_TEXT = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
-               409: "Conflict", 413: "Payload Too Large", 429: "Too Many Requests", 500: "Internal Server Error",
-               503: "Service Unavailable"}
+STATUS_TEXT = {200: "OK", 303: "See Other", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
+               405: "Method Not Allowed", 409: "Conflict", 413: "Payload Too Large", 429: "Too Many Requests",
+               500: "Internal Server Error", 503: "Service Unavailable"}
 #: Set in the environ when a body was left unread (413): `run-cron serve` then drains it before closing,
 #: so the client reads the answer instead of a connection reset.
 UNREAD_BODY = "cronjobs.unread_body"

@@ -1,13 +1,16 @@
-"""The status page and attachment downloads of the web app: read-only, and every stored value escaped.
+"""The status page and attachment downloads of the web app; every stored value escaped.
 
-The page is plain HTML and CSS, readable on a phone. Its Content-Security-Policy allows no script at
-all, as a second line of defence behind the escaping: payloads, errors and names come from job code.
+Dense tables on wide screens, cards on phones (one stylesheet, a media query). Buttons are POST forms
+(see cronjobs.web.actions). The one script, /page.js, shows times in the browser's zone and updates
+progress while a tick runs; the Content-Security-Policy allows no other script, as a second line of
+defence behind the escaping: payloads, errors and names come from job code.
 """
 
 from __future__ import annotations
 
 import html
 import json
+import math
 import os
 import re
 import time
@@ -20,32 +23,36 @@ from ..errors import CronjobsError
 from ..idle import read_tick
 from ..queue import MessageView, Queue
 from ..registry import Registry
+from ..runs import STATUSES
+from .actions import FILTERS, csrf_token
+from .assets import CSS
 from .http import Response, error_response
+from .store import live_state
 
 PAGE_HEADERS = [
     ("Content-Security-Policy",
-     "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"),
+     "default-src 'none'; style-src 'unsafe-inline'; script-src 'self'; connect-src 'self'; img-src 'self'; "
+     "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"),
     ("X-Frame-Options", "DENY"),
 ]
-REFRESH_SECONDS = 5
-#: Messages shown per status: all running ones, then the newest of each other status.
+#: Messages shown per status without a status filter: all running ones, then the newest of each other.
 SHOWN = (("pending", None), ("new", 200), ("failed", 50), ("completed", 20), ("cancelled", 10))
+FILTERED_SHOWN = 200
 PAYLOAD_SHOWN = 2000
 _OUTCOME_CLASS = {"success": "ok", "completed": "ok", "failed": "bad", "timeout": "bad", "crashed": "bad",
-                  "pending": "run", "new": "wait", "cancelled": "wait"}
-
-_CSS = """
-body{font:15px/1.4 system-ui,sans-serif;margin:0 auto;max-width:60em;padding:.5em;color:#222;background:#fafafa}
-h1{font-size:1.3em;margin:.3em 0}h2{font-size:1.1em;margin:1em 0 .4em}
-.card{background:#fff;border:1px solid #ddd;border-radius:6px;padding:.5em .7em;margin:.4em 0;overflow-wrap:anywhere}
-.head{display:flex;justify-content:space-between;gap:.5em;align-items:baseline}
-.badge{border-radius:4px;padding:0 .4em;font-size:.85em;background:#eee;white-space:nowrap}
-.ok{background:#d7f5dd}.bad{background:#fbd5d5}.run{background:#d6e8fb}.wait{background:#f3ecd0}
-dl{display:grid;grid-template-columns:max-content 1fr;gap:0 .8em;margin:.3em 0;font-size:.9em}
-dt{color:#666}dd{margin:0}progress{width:100%;height:1em}
-pre{white-space:pre-wrap;font-size:.8em;background:#f4f4f4;padding:.4em;margin:.2em 0;max-height:20em;overflow:auto}
-.error{color:#a00}.warning{color:#8a5a00}.muted{color:#666;font-size:.85em}ul{margin:.2em 0;padding-left:1.2em}
-"""
+                  "pending": "run", "running": "run", "new": "wait", "cancelled": "wait"}
+#: What the page says after an action (see actions.perform): text, and whether it is a problem.
+NOTICES = {
+    "retried": ("Message {subject} will run again at the next tick.", False),
+    "cancelled": ("Message {subject} is cancelled.", False),
+    "refused": ("Message {subject} is {detail} now: nothing changed.", True),
+    "missing": ("There is no message {subject} (pruned, or never queued).", True),
+    "ran": ("Ran {subject} now: {detail}.", False),
+    "busy": ("A tick is running: {subject} did not start. Try again when it has finished.", True),
+    "unknown_job": ("There is no periodic job {subject}.", True),
+    "cli_only": ("{subject} runs from the command line only.", True),
+    "bad_request": ("That action was not understood: nothing changed.", True),
+}
 
 
 def _e(value: Any) -> str:
@@ -53,8 +60,11 @@ def _e(value: Any) -> str:
     return "&ndash;" if value is None or value == "" else html.escape(str(value), quote=True)
 
 
-def _when(iso: Optional[str]) -> str:
-    return _e(iso.replace("T", " ") if iso else None)
+def _time(iso: Optional[str]) -> str:
+    """A time in the configured zone; /page.js shows it in the browser's zone."""
+    if not iso:
+        return _e(None)
+    return f'<time datetime="{_e(iso)}">{_e(iso.replace("T", " "))}</time>'
 
 
 def _badge(text: Optional[str]) -> str:
@@ -66,109 +76,243 @@ def _url(*parts: str) -> str:
                     for i, part in enumerate(parts))
 
 
-def collect(config: Config, registry: Registry, guard: AbstractContextManager) -> dict[str, Any]:
+def filters_from(query: dict[str, list[str]]) -> dict[str, str]:
+    """The filters in the query string; an unknown status is dropped, not an error."""
+    chosen = {name: query[name][0][:200] for name in FILTERS if query.get(name) and query[name][0]}
+    if chosen.get("status") not in STATUSES:
+        chosen.pop("status", None)
+    return chosen
+
+
+def collect(config: Config, registry: Registry, guard: AbstractContextManager,
+            filters: Optional[dict[str, str]] = None) -> dict[str, Any]:
     """What the page shows, read under `guard` (no fork while this thread is inside SQLite)."""
     from ..store import connect_store
     from ..views import job_rows
 
-    data: dict[str, Any] = {"messages": [], "counts": {}, "meta": {}}
+    filters = filters or {}
+    data: dict[str, Any] = {"messages": [], "counts": {}, "meta": {}, "runs": {}, "types": [], "owners": []}
     with guard:
         data["jobs"] = job_rows(config, registry)
-        if not os.path.exists(config.database):
-            return data
-        database, models = connect_store(config.database, config.busy_timeout, config.synchronous)
-        with Queue(database, models) as queue:
-            for status, limit in SHOWN:
-                data["messages"] += queue.jobs(status=status, limit=limit)
-            data["counts"] = queue.counts()
+        if os.path.exists(config.database):
+            database, models = connect_store(config.database, config.busy_timeout, config.synchronous)
+            with Queue(database, models) as queue:
+                kind, owner = filters.get("type"), filters.get("owner")
+                if "status" in filters:
+                    data["messages"] = queue.jobs(status=filters["status"], type=kind, owner=owner,
+                                                  limit=FILTERED_SHOWN)
+                else:
+                    for status, limit in SHOWN:
+                        data["messages"] += queue.jobs(status=status, type=kind, owner=owner, limit=limit)
+                data["counts"] = queue.counts()
+                for row in data["jobs"]:
+                    latest = queue.jobs(kind="job", type=row["name"], limit=1)
+                    if latest:
+                        data["runs"][row["name"]] = latest[0]
+                db = queue.db
+                data["types"] = [t for (t,) in db.execute(
+                    "SELECT DISTINCT type FROM message WHERE kind = 'message' ORDER BY type LIMIT 200")]
+                data["owners"] = [o for (o,) in db.execute(
+                    "SELECT DISTINCT owner FROM message WHERE kind = 'message' AND owner IS NOT NULL "
+                    "ORDER BY owner LIMIT 200")]
         data["meta"] = read_tick(config.database)
+    data["types"] = sorted(set(data["types"]) | set(registry.handlers))
+    data["live"] = live_state(config)  # takes the guard itself
     return data
 
 
-def status_page(config: Config, registry: Registry, base: str, guard: AbstractContextManager) -> str:
-    """The whole page; it refreshes itself while messages are new or pending or a job is running."""
+def status_page(config: Config, registry: Registry, base: str, guard: AbstractContextManager,
+                query: Optional[dict[str, list[str]]] = None) -> str:
+    """The whole page. It looks again (by /page.js, or a <noscript> refresh) only while something is
+    about to change: a tick runs, or a message or job is due within a couple of minutes."""
     from ..views import local_iso
 
-    data = collect(config, registry, guard)
+    query = query or {}
+    filters = filters_from(query)
+    data = collect(config, registry, guard, filters)
     tz = config.tz
-    busy = any(row["running"] for row in data["jobs"]) or any(
-        view.status in ("new", "pending") for view in data["messages"])
-    meta = data["meta"]
-    finished = meta.get("tick.finished")
-    if finished:
-        ago = max(time.time() - float(finished), 0)
-        tick = (f"Last tick finished {_when(local_iso(float(finished), tz))} ({ago:.0f} s ago): "
-                f"{_badge(meta.get('tick.outcome'))} via {_e(meta.get('tick.trigger'))}")
-    else:
-        tick = "No tick has finished yet."
-    counts = ", ".join(f"{count} {_e(status)}" for status, count in data["counts"].items() if count) or "empty"
+    live = data["live"]
+    assert config.http.token is not None
+    csrf = csrf_token(config.http.token)
+    poll = live["poll"]
     parts = [
         '<!doctype html><html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         '<meta name="referrer" content="no-referrer">',
-        f'<meta http-equiv="refresh" content="{REFRESH_SECONDS}">' if busy else "",
-        f"<title>run-cron status</title><style>{_CSS}</style></head><body>",
+        f'<noscript><meta http-equiv="refresh" content="{max(5, math.ceil(poll))}"></noscript>' if poll else "",
+        f"<title>run-cron status</title><style>{CSS}</style>",
+        f'<script src="{_e(_url(base, "page.js"))}" defer></script></head>',
+        f'<body data-live="{_e(_url(base, "live"))}" data-state="{_e(live["state"])}" '
+        f'data-poll="{poll or 0:.1f}">',
         "<h1>run-cron status</h1>",
-        f'<p class="muted">{tick}<br>Queue: {counts}.'
-        f'{" This page refreshes itself while work is pending." if busy else ""}</p>',
+        _notice(query),
+        _tick_line(data, tz, local_iso),
         "<h2>Periodic jobs</h2>",
+        _jobs_table(data, base, csrf, tz) if data["jobs"] else '<p class="muted">No periodic jobs declared.</p>',
+        "<h2>Queued messages</h2>",
+        _filter_form(data, filters, base),
+        _messages_table(data["messages"], base, csrf, tz, filters) if data["messages"] else
+        f'<p class="muted">{"No messages match these filters." if filters else "No messages."}</p>',
+        "</body></html>\n",
     ]
-    parts += [_job_card(row) for row in data["jobs"]] or ['<p class="muted">No periodic jobs declared.</p>']
-    parts.append("<h2>Queued messages</h2>")
-    parts += [_message_card(view, tz, base) for view in data["messages"]] or ['<p class="muted">No messages.</p>']
-    parts.append("</body></html>\n")
     return "\n".join(part for part in parts if part)
 
 
-def _job_card(row: dict[str, Any]) -> str:
-    outcome = "running" if row["running"] else row["last_outcome"]
-    badge = '<span class="badge run">running</span>' if row["running"] else _badge(outcome)
-    error = f'<div class="error">{_e(row["last_error"])}</div>' if row.get("last_error") else ""
-    cli_only = ' <span class="muted">(CLI only)</span>' if row.get("cli_only") else ""
-    return (f'<div class="card job"><div class="head"><b>{_e(row["name"])}</b>{badge}</div>'
-            f'<dl><dt>Schedule</dt><dd>{_e(row["schedule"])}{cli_only}</dd>'
-            f'<dt>Last run</dt><dd>{_when(row["last_run"])}</dd>'
-            f'<dt>Next due</dt><dd>{_when(row["next_due"])}</dd></dl>{error}</div>')
+def _notice(query: dict[str, list[str]]) -> str:
+    code = (query.get("notice") or [""])[0]
+    if code not in NOTICES:
+        return ""
+    template, problem = NOTICES[code]
+    fields = {name: f"<b>{_e((query.get(name) or [''])[0][:200])}</b>" for name in ("subject", "detail")}
+    problem = problem or (code == "ran" and (query.get("detail") or [""])[0] != "completed")
+    return f'<p class="notice{" problem" if problem else ""}" role="status">{template.format(**fields)}</p>'
 
 
-def _message_card(view: MessageView, tz: Any, base: str) -> str:
+def _tick_line(data: dict[str, Any], tz: Any, local_iso: Any) -> str:
+    live, meta = data["live"], data["meta"]
+    counts = ", ".join(f"{count} {_e(status)}" for status, count in data["counts"].items() if count) or "empty"
+    if live["running"]:
+        current = live["current"]
+        if current:
+            what = "job" if current["kind"] == "job" else "message"
+            on = (f' It is on {what} <b>{_e(current["type"])}</b> <span class="muted">{_e(current["uuid"])}</span>'
+                  f', started {_time(local_iso(current["started_at"], tz))}'
+                  f' (<span data-progress="{_e(current["uuid"])}"><span class="pct">'
+                  f'{current["progress"] or 0:.0f}%</span></span>).')
+        else:
+            on = ""
+        return f'<p class="ticking" role="status"><b>A tick is running now.</b>{on}<br>Queue: {counts}.</p>'
+    finished = meta.get("tick.finished")
+    try:
+        when = float(finished) if finished else None
+    except ValueError:
+        when = None
+    if when is not None:
+        ago = max(time.time() - when, 0)
+        tick = (f"Last tick finished {_time(local_iso(when, tz))} ({ago:.0f} s ago): "
+                f"{_badge(meta.get('tick.outcome'))} via {_e(meta.get('tick.trigger'))}.")
+    else:
+        tick = "No tick has finished yet."
+    return f'<p class="muted">{tick} No tick is running. Queue: {counts}.</p>'
+
+
+def _button(base: str, csrf: str, action: str, field: str, value: str, label: str, filters: dict[str, str],
+            danger: bool = False) -> str:
+    hidden = {"csrf": csrf, "action": action, field: value, **filters}
+    inputs = "".join(f'<input type="hidden" name="{_e(k)}" value="{_e(v)}">' for k, v in hidden.items())
+    return (f'<form class="inline" method="post" action="{_e(_url(base, "action"))}">{inputs}'
+            f'<button type="submit"{" class=danger" if danger else ""}>{_e(label)}</button></form>')
+
+
+def _details(view: Optional[MessageView], base: str, tz: Any, payload: bool = True) -> str:
     from ..views import local_iso
 
-    payload = json.dumps(view.payload, indent=1, ensure_ascii=False)
-    if len(payload) > PAYLOAD_SHOWN:
-        payload = payload[:PAYLOAD_SHOWN] + " ..."
-    rows = [("Attempts", f"{view.attempts}/{view.max_attempts}"), ("Owner", view.owner), ("Key", view.key),
-            ("Created", local_iso(view.created_at, tz)),
-            ("Runs at", local_iso(view.run_at, tz) if view.status == "new" else None),
-            ("Started", local_iso(view.started_at, tz)),
-            ("Finished", local_iso(view.finished_at, tz)), ("UUID", view.uuid)]
-    times = ("Created", "Runs at", "Started", "Finished")
-    dl = "".join(f"<dt>{label}</dt><dd>{_when(value) if label in times else _e(value)}</dd>"
-                 for label, value in rows if value is not None)
-    parts = [
-        f'<div class="card message"><div class="head"><b>{_e(view.type)}</b>{_badge(view.status)}</div>',
-        f'<progress max="100" value="{view.progress:.1f}">{view.progress:.0f}%</progress>'
-        f'<div class="muted">{view.progress:.0f}% done</div>',
-        f"<dl>{dl}</dl>",
-    ]
-    if view.error and not view.errors:
-        parts.append(f'<div class="error">{_e(view.error)}</div>')
+    if view is None:
+        return ""
+    parts = []
     if view.errors:
-        parts.append('<div>Errors:</div><ul class="error">' + "".join(
+        parts.append('<ul class="error">' + "".join(
             f"<li>attempt {_e(item['attempt'])} {_e(item['outcome'])}: {_e(item['error'])}"
             + (f"<details><summary>traceback</summary><pre>{_e(item['traceback'])}</pre></details>"
                if item.get("traceback") else "") + "</li>" for item in view.errors) + "</ul>")
+    elif view.error:
+        parts.append(f'<div class="error">{_e(view.error)}</div>')
     if view.warnings:
-        parts.append('<div>Warnings:</div><ul class="warning">'
-                     + "".join(f"<li>{_e(item['text'])}</li>" for item in view.warnings) + "</ul>")
+        parts.append('<ul class="warning">' + "".join(
+            f"<li>warning: {_e(item['text'])} <span class=\"muted\">{_time(local_iso(item['at'], tz))}</span></li>"
+            for item in view.warnings) + "</ul>")
     if view.attachments:
-        parts.append("<div>Attachments:</div><ul>" + "".join(
+        parts.append("<ul>" + "".join(
             f'<li><a href="{_e(_url(base, "attachment", view.uuid, item["name"]))}" download>{_e(item["name"])}</a>'
             f' <span class="muted">({_e(item["size"])} bytes)</span></li>' for item in view.attachments) + "</ul>")
-    if view.payload is not None:
-        parts.append(f"<details><summary>Payload</summary><pre>{_e(payload)}</pre></details>")
-    parts.append("</div>")
-    return "\n".join(parts)
+    if payload and view.payload is not None:
+        text = json.dumps(view.payload, indent=1, ensure_ascii=False)
+        if len(text) > PAYLOAD_SHOWN:
+            text = text[:PAYLOAD_SHOWN] + " ..."
+        parts.append(f"<details><summary>payload</summary><pre>{_e(text)}</pre></details>")
+    return "".join(parts)
+
+
+def _cell(label: str, content: str, css: str = "") -> str:
+    empty = content in ("", "&ndash;")
+    classes = " ".join(c for c in (css, "empty" if empty and css != "title" else "") if c)
+    css_attribute = f' class="{classes}"' if classes else ""
+    if css != "title":  # one child: on a phone the cell is a grid of its label and its content
+        content = f"<div>{content}</div>"
+    return f'<td data-label="{_e(label)}"{css_attribute}>{content}</td>'
+
+
+def _jobs_table(data: dict[str, Any], base: str, csrf: str, tz: Any) -> str:
+    rows = []
+    for row in data["jobs"]:
+        run = data["runs"].get(row["name"])
+        badge = '<span class="badge run">running</span>' if row["running"] else _badge(row["last_outcome"])
+        details = _details(run, base, tz, payload=False)
+        if row.get("last_error") and not (run and (run.errors or run.error)):
+            details = f'<div class="error">{_e(row["last_error"])}</div>' + details
+        schedule = _e(row["schedule"]) + (' <span class="muted">(CLI only)</span>' if row.get("cli_only") else "")
+        action = "" if row.get("cli_only") else _button(base, csrf, "run", "job", row["name"], "Run now", {})
+        progress = ""
+        if run is not None and run.status == "pending":
+            progress = _progress(run)
+        rows.append(
+            f'<tr class="job" data-job="{_e(row["name"])}">'
+            + _cell("Job", f"<span>{_e(row['name'])}</span> {badge}", "title")
+            + _cell("Schedule", schedule) + _cell("Last run", _time(row["last_run"]), "nowrap")
+            + _cell("Next due", _time(row["next_due"]), "nowrap") + _cell("Progress", progress)
+            + _cell("Last run said", details) + _cell("Action", action, "nowrap") + "</tr>")
+    head = "".join(f"<th>{label}</th>" for label in ("Job", "Schedule", "Last run", "Next due", "Progress",
+                                                      "Last run said", ""))
+    return f'<table class="jobs"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+def _progress(view: MessageView) -> str:
+    return (f'<span data-progress="{_e(view.uuid)}"><progress max="100" value="{view.progress:.1f}">'
+            f'</progress> <span class="pct">{view.progress:.0f}%</span></span>')
+
+
+def _messages_table(views: list[MessageView], base: str, csrf: str, tz: Any, filters: dict[str, str]) -> str:
+    from ..views import local_iso
+
+    rows = []
+    for view in views:
+        if view.status in ("failed", "cancelled"):
+            action = _button(base, csrf, "retry", "uuid", view.uuid, "Retry", filters)
+        elif view.status in ("new", "pending"):
+            action = _button(base, csrf, "cancel", "uuid", view.uuid, "Cancel", filters, danger=True)
+        else:
+            action = ""
+        due = view.run_at if view.status == "new" else view.started_at
+        rows.append(
+            f'<tr class="message" data-uuid="{_e(view.uuid)}" data-status="{_e(view.status)}">'
+            + _cell("Message", f"<span>{_e(view.type)}</span> {_badge(view.status)}", "title")
+            + _cell("Progress", _progress(view) if view.status == "pending" or view.progress else "")
+            + _cell("Attempts", f"{view.attempts}/{view.max_attempts}")
+            + _cell("Owner", _e(view.owner)) + _cell("Created", _time(local_iso(view.created_at, tz)), "nowrap")
+            + _cell("Runs at" if view.status == "new" else "Started", _time(local_iso(due, tz)), "nowrap")
+            + _cell("Finished", _time(local_iso(view.finished_at, tz)), "nowrap")
+            + _cell("Details", f'<span class="muted">{_e(view.uuid)}</span>'
+                    + (f' <span class="muted">key {_e(view.key)}</span>' if view.key else "")
+                    + _details(view, base, tz))
+            + _cell("Action", action, "nowrap") + "</tr>")
+    head = "".join(f"<th>{label}</th>" for label in ("Message", "Progress", "Attempts", "Owner", "Created",
+                                                      "Runs at / started", "Finished", "Details", ""))
+    return f'<table class="messages"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+def _filter_form(data: dict[str, Any], filters: dict[str, str], base: str) -> str:
+    def select(name: str, label: str, options: list[str]) -> str:
+        chosen = filters.get(name)
+        if chosen and chosen not in options:
+            options = [chosen, *options]
+        items = ['<option value="">any</option>'] + [
+            f'<option value="{_e(o)}"{" selected" if o == chosen else ""}>{_e(o)}</option>' for o in options]
+        return f'<label>{label}<select name="{name}">{"".join(items)}</select></label>'
+
+    clear = f' <a href="{_e(_url(base, ""))}">clear</a>' if filters else ""
+    return (f'<form class="filters" method="get" action="{_e(_url(base, ""))}">'
+            + select("status", "Status", list(STATUSES)) + select("type", "Type", data["types"])
+            + select("owner", "Owner", data["owners"]) + f'<button type="submit">Filter</button>{clear}</form>')
 
 
 class _Stream:

@@ -134,3 +134,73 @@ def seconds_until_allowed(config: Config, now: Optional[float] = None) -> Option
         return None
     wait = started + config.http.min_interval - now
     return max(1, math.ceil(wait)) if wait > 0 else None
+
+
+#: How far ahead the page looks for a change worth refreshing for, and how long it waits for an overdue one.
+HORIZON = 120.0
+OVERDUE = 120.0
+POLL_RUNNING = 2.0
+
+
+def refresh_after(now: float, running: bool, soonest: Optional[float]) -> Optional[float]:
+    """Seconds until the page should look again, or None when nothing will change soon.
+
+    While a tick runs: every POLL_RUNNING s. Else shortly after the soonest due time (a waiting message,
+    a periodic job), if it is within HORIZON; an overdue one is looked for every 10 s for OVERDUE s
+    (no cron tick coming would otherwise poll forever).
+    """
+    if running:
+        return POLL_RUNNING
+    if soonest is None:
+        return None
+    wait = soonest - now
+    if wait > HORIZON:
+        return None
+    if wait >= 0:
+        return wait + 3.0
+    return 10.0 if wait > -OVERDUE else None
+
+
+def live_state(config: Config, now: Optional[float] = None) -> dict[str, Any]:
+    """What changes while the page is open, read cheaply: whether a tick runs and on which run, progress
+    of running messages and jobs, the soonest due time, and `state`, a fingerprint that changes when
+    anything the page shows besides progress does (the page reloads then)."""
+    import hashlib
+
+    from ..board import peek_current
+    from ..lock import SupervisorLock
+    from ..tick import board_file
+
+    now = time.time() if now is None else now
+    running = SupervisorLock(config.lock_file).held_elsewhere()
+    current_id = peek_current(board_file(config)) if running else None
+    report: dict[str, Any] = {"running": running, "current": None, "progress": [], "soonest": None}
+    summary: list[Any] = [running, current_id, read_tick(config.database).get("tick.finished")]
+    with db_guard:
+        connection = open_fast(config.database, config.busy_timeout)
+        if connection is not None:
+            try:
+                summary += connection.execute(
+                    "SELECT status, COUNT(*), MAX(id), SUM(attempts) FROM message GROUP BY status").fetchall()
+                summary += connection.execute("SELECT COUNT(*), MAX(last_run) FROM job_state").fetchall()
+                report["progress"] = [
+                    {"uuid": uuid, "progress": round(progress or 0.0, 1)} for uuid, progress in connection.execute(
+                        "SELECT uuid, progress FROM message WHERE status = 'pending' LIMIT 500")]
+                if current_id is not None:
+                    row = connection.execute("SELECT uuid, kind, type, progress, started_at FROM message "
+                                             "WHERE id = ?", (current_id,)).fetchone()
+                    if row is not None:
+                        report["current"] = dict(zip(("uuid", "kind", "type", "progress", "started_at"), row))
+                (message_due,) = connection.execute(
+                    "SELECT MIN(run_at) FROM message WHERE status = 'new' AND kind = 'message'").fetchone()
+                (job_due,) = connection.execute("SELECT MIN(next_due) FROM job_state").fetchone()
+                dues = [due for due in (message_due, job_due) if due is not None]
+                report["soonest"] = min(dues) if dues else None
+            except sqlite3.Error as exc:
+                if not no_schema(exc):
+                    raise StoreError(config.database, exc) from exc
+            finally:
+                connection.close()
+    report["state"] = hashlib.sha256(repr(summary).encode()).hexdigest()[:16]
+    report["poll"] = refresh_after(now, running, report["soonest"])
+    return report
