@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Callable, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from .errors import ConfigError
 
@@ -308,9 +308,13 @@ def load_config(path: str) -> Config:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(path, None, f"cannot read: {exc}") from None
 
-    base = os.path.dirname(os.path.abspath(path))
+    return _build(path, os.path.dirname(os.path.abspath(path)), _read_ini(path, text))
+
+
+def _build(path: str, base: str, sections: list[tuple[str, list[tuple[str, str]]]]) -> Config:
+    """Validate the text values of each section into a Config; relative paths resolve against `base`."""
     values: dict[str, dict[str, object]] = {}
-    for section, items in _read_ini(path, text):
+    for section, items in sections:
         schema = _SCHEMA.get(section)
         if schema is None:
             raise ConfigError(path, f"[{section}]", "unknown section (expected [run-cron], [http] or [log])")
@@ -343,3 +347,36 @@ def load_config(path: str) -> Config:
     if config.http.prefix:
         config.http.prefix = "/" + config.http.prefix.strip("/")
     return config
+
+
+def config_from_mapping(values: Mapping[str, Any], origin: str, base: str,
+                        defaults: Optional[Mapping[str, Any]] = None) -> Config:
+    """A Config from a dict holding what the INI file holds, for frameworks that configure in code.
+
+    The keys of [run-cron] at the top level, [http] and [log] as nested dicts; keys in any case
+    (`"TIME_LIMIT"` or `"time_limit"`). Lists may be lists, numbers numbers. `defaults` fills keys the
+    dict leaves out. Relative paths resolve against `base`. Errors are ConfigErrors naming `origin`.
+    """
+    sections: dict[str, dict[str, Any]] = {"run-cron": {}, "http": {}, "log": {}}
+    for source in (defaults or {}, values):
+        for key, value in source.items():
+            name = str(key).lower()
+            if name in ("http", "log"):
+                if not isinstance(value, Mapping):
+                    raise ConfigError(origin, name, f"expected a dict of [{name}] keys, got {value!r}")
+                sections[name].update((str(inner).lower(), item) for inner, item in value.items())
+            else:
+                sections["run-cron"][name] = value
+    return _build(origin, base, [(section, [(key, _as_text(value)) for key, value in items.items()])
+                                 for section, items in sections.items()])
+
+
+def _as_text(value: Any) -> str:
+    """A Python value as the INI file would spell it, for the same parsers."""
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)):
+        return ",".join(os.fspath(item) if isinstance(item, os.PathLike) else str(item) for item in value)
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)  # type: ignore[return-value]
+    return str(value)

@@ -80,10 +80,14 @@ def schedule_for(every: int) -> str:
 def build_entry(config_path: str, every: int = 1, command: Optional[list[str]] = None) -> Entry:
     """The line for the configuration at `config_path` (made absolute), run every `every` minutes."""
     config_path = os.path.abspath(config_path)
-    words = [*(command or launcher()), "--config", config_path]
+    return command_entry([*(command or launcher()), "--config", config_path], config_path, every)
+
+
+def command_entry(words: list[str], identity: str, every: int = 1) -> Entry:
+    """The line that runs `words` every `every` minutes, found again by `identity` (a path) in its comment."""
     text = " ".join(shlex.quote(word) for word in words) + " >/dev/null"
     # cron turns an unescaped % into a newline, even inside quotes
-    return Entry(schedule_for(every), text.replace("%", "\\%"), f"{COMMENT_PREFIX} {config_path}".replace("%", "\\%"))
+    return Entry(schedule_for(every), text.replace("%", "\\%"), f"{COMMENT_PREFIX} {identity}".replace("%", "\\%"))
 
 
 def _open(tab_file: Optional[str]):  # -> crontab.CronTab

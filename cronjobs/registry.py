@@ -101,6 +101,14 @@ class Registry:
     def __init__(self) -> None:
         self.jobs: dict[str, Job] = {}
         self.handlers: dict[str, Handler] = {}
+        #: Called in the supervisor just before it forks a worker: an ORM closes its connections here,
+        #: so that the worker never shares a socket or an SQLite handle with the supervisor.
+        self.fork_hooks: list[Callable[[], None]] = []
+
+    def before_fork(self, hook: Callable[[], None]) -> None:
+        """Call `hook` before each fork of a worker (once, however often it is added)."""
+        if hook not in self.fork_hooks:
+            self.fork_hooks.append(hook)
 
     def add_job(self, job: Job) -> None:
         other = self.jobs.get(job.name)

@@ -256,6 +256,8 @@ def _supervise_worker(config: Config, registry: Registry, result: TickResult, tz
         _apply(event, result, open_items)
         on_event(event)
 
+    for hook in registry.fork_hooks:
+        hook()
     fd = lock.fileno
     outcome = supervise(work, hard_deadline, handle, close_in_child=(fd,) if fd is not None else ())
     result.timed_out = outcome.timed_out

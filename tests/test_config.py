@@ -168,3 +168,30 @@ def test_configparser_errors_are_reported_as_before(tmp_path):
         load_config(path)
     assert str(info.value) == (f"{path}: not a valid INI file: While reading from {path!r} [line  3]: "
                                "option 'database' in section 'run-cron' already exists")
+
+
+def test_a_mapping_holds_what_the_ini_file_holds(tmp_path):
+    from cronjobs.config import config_from_mapping
+
+    config = config_from_mapping(
+        {"TIME_LIMIT": 20, "jobs": ["a.jobs", "b.jobs"], "http": {"TOKEN": "t", "prefix": "cron/"},
+         "log": {"level": "warning"}},
+        "settings.RUN_CRON", str(tmp_path), defaults={"database": "run-cron.sqlite3", "lock_file": "x.lock"})
+    assert config.time_limit == 20.0 and config.jobs == ["a.jobs", "b.jobs"]
+    assert config.database == str(tmp_path / "run-cron.sqlite3") and config.lock_file == str(tmp_path / "x.lock")
+    assert (config.http.token, config.http.prefix, config.log.level) == ("t", "/cron", "WARNING")
+    assert config.path == "settings.RUN_CRON"
+
+
+def test_a_mapping_is_validated_like_the_file(tmp_path):
+    from cronjobs.config import config_from_mapping
+
+    with pytest.raises(ConfigError) as bad:
+        config_from_mapping({"database": "d", "lock_file": "l", "retry_backoff": -1}, "settings.RUN_CRON", "/")
+    assert str(bad.value) == "settings.RUN_CRON: [run-cron] retry_backoff: expected a number >= 0, got '-1'"
+    with pytest.raises(ConfigError, match=r"settings.RUN_CRON: \[run-cron\] database: missing"):
+        config_from_mapping({"lock_file": "l"}, "settings.RUN_CRON", "/")
+    with pytest.raises(ConfigError, match=r"\[http\] tokens: unknown key"):
+        config_from_mapping({"database": "d", "lock_file": "l", "http": {"tokens": "x"}}, "settings.RUN_CRON", "/")
+    with pytest.raises(ConfigError, match=r"settings.RUN_CRON: http: expected a dict"):
+        config_from_mapping({"http": "x"}, "settings.RUN_CRON", "/")

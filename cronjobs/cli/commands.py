@@ -217,11 +217,12 @@ def install(state: State, config_path: Optional[str], every: int, print_only: bo
 
     if print_only and remove:
         raise CliError("give either --print or --remove")
-    if remove:  # even with a configuration that no longer loads
-        path = find_config_path(config_path or state.config_path)
+    if not remove:  # removing works even with a configuration that no longer loads
+        state.config(config_path, load_jobs=False)
+    if state.from_source(config_path):
+        entry = state.source.crontab_entry(every)  # e.g. the line that calls `manage.py run_cron`
     else:
-        path = state.config(config_path, load_jobs=False).path
-    entry = build_entry(path, every)
+        entry = build_entry(find_config_path(config_path or state.config_path), every)
     if print_only:
         click.echo(entry.line)
         return

@@ -88,7 +88,9 @@ def cli(ctx: click.Context, config_path: Optional[str], force: tuple[str, ...], 
 
     Call it every minute from cron. A second copy exits at once while one runs.
     """
-    state = ctx.obj = State(config_path, verbose, quiet)
+    # `cli.main(args, obj=source)` hands in a configuration source (cronjobs.contrib.django does)
+    source = ctx.obj if ctx.obj is not None and not isinstance(ctx.obj, State) else None
+    state = ctx.obj = State(config_path, verbose, quiet, source)
     if ctx.invoked_subcommand is not None:
         return
     config = state.config()

@@ -22,13 +22,24 @@ class CliError(click.ClickException):
 
 
 class State:
-    """Options of the group, shared with the subcommands (which may repeat -v, -q and --config)."""
+    """Options of the group, shared with the subcommands (which may repeat -v, -q and --config).
 
-    def __init__(self, config_path: Optional[str], verbose: int, quiet: bool) -> None:
+    `source` is where a framework keeps the configuration instead of an INI file (Django's settings,
+    see cronjobs.contrib.django): an object with `load() -> Config`, `load_jobs(config)` (its own job
+    discovery, after the configured jobs modules) and `crontab_entry(every) -> Entry` (the line that
+    calls the framework's command). `--config` still names an INI file and wins over the source.
+    """
+
+    def __init__(self, config_path: Optional[str], verbose: int, quiet: bool, source: Any = None) -> None:
         self.config_path = config_path
         self._verbose = verbose
         self.quiet = quiet
+        self.source = source
         self._config: Any = None
+
+    def from_source(self, override: Optional[str] = None) -> bool:
+        """True when the configuration comes from the source, not from an INI file."""
+        return self.source is not None and not (override or self.config_path)
 
     @property
     def verbose(self) -> int:
@@ -42,7 +53,10 @@ class State:
         from ..registry import load_modules
 
         if self._config is None:
-            self._config = load_config(find_config_path(override or self.config_path))
+            if self.from_source(override):
+                self._config = self.source.load()
+            else:
+                self._config = load_config(find_config_path(override or self.config_path))
             setup_logging(self._config, self.verbose)
             if load_jobs:
                 if self._config.env_file:
@@ -50,6 +64,8 @@ class State:
 
                     load(self._config.env_file, self._config.path)
                 load_modules(self._config.jobs, self._config.python_path, self._config.path)
+                if self.source is not None:
+                    self.source.load_jobs(self._config)
                 from ..registry import registry
                 from ..retention import register
 
