@@ -175,6 +175,9 @@ def test_bad_settings_are_one_line_and_exit_2(project: Path) -> None:
     assert done.returncode == 2
     assert done.stderr == ("run-cron: error: settings.RUN_CRON: [run-cron] time_limit: "
                            "expected a number >= 0, got 'soon'\n")
+    checked = manage(project, "check", "--settings", "proj.bad_settings")
+    assert checked.returncode == 1
+    assert "run_cron.E001" in checked.stderr and "time_limit" in checked.stderr
 
 
 def test_the_status_page_is_for_staff_only(project: Path) -> None:
