@@ -54,6 +54,17 @@ FILES = {
 
         RUN_CRON = {"time_limit": "soon"}
     """,
+    "proj/broken_settings.py": """
+        from .settings import *  # noqa: F403
+
+        INSTALLED_APPS = [*INSTALLED_APPS, "broken"]  # noqa: F405
+    """,
+    "broken/__init__.py": "",
+    "broken/cronjobs.py": """
+        import cronjobs
+
+        SETTING = undefined_name
+    """,
     "proj/urls.py": """
         from django.contrib import admin
         from django.urls import include, path

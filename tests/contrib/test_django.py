@@ -180,6 +180,14 @@ def test_bad_settings_are_one_line_and_exit_2(project: Path) -> None:
     assert "run_cron.E001" in checked.stderr and "time_limit" in checked.stderr
 
 
+def test_a_broken_cronjobs_py_is_one_line_naming_the_app_file_and_line(project: Path) -> None:
+    done = tick(project, "--settings=proj.broken_settings")
+    assert done.returncode == 2
+    assert done.stderr == ("run-cron: error: INSTALLED_APPS broken: jobs: cannot import 'broken.cronjobs': "
+                           f"NameError: name 'undefined_name' is not defined ({project / 'broken' / 'cronjobs.py'}, "
+                           "line 3)\n")
+
+
 def test_the_status_page_is_for_staff_only(project: Path) -> None:
     from django.contrib.auth.models import User
     from django.test import Client
