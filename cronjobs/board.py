@@ -41,11 +41,12 @@ def boot_id() -> Optional[bytes]:
 
 
 class Board:
-    """The shared board: a header, then `capacity` slots of successes and `capacity` of claims."""
+    """The shared board: a header, `capacity` slots of successes, `capacity` of claims, a stop flag."""
 
     def __init__(self, capacity: int = 256, path: Optional[str] = None) -> None:
         self.capacity = capacity
-        size = _SLOT.size * (_HEADER + 2 * capacity)
+        self._stop = _HEADER + 2 * capacity  # last, so a board file of an older layout reads the same
+        size = _SLOT.size * (self._stop + 1)
         if path is None:
             self._memory = mmap.mmap(-1, size)
         else:
@@ -87,6 +88,13 @@ class Board:
         self._set(_DONE, count + 1)
         return True
 
+    def request_stop(self) -> None:
+        """Ask the worker to stop at its next checkpoint, as at the soft deadline (a stop signal)."""
+        self._set(self._stop, 1)
+
+    def stop_requested(self) -> bool:
+        return self._get(self._stop) != 0
+
     def clear_done(self) -> None:
         self._set(_DONE, 0)
 
@@ -110,6 +118,7 @@ class Board:
         self._set(_CURRENT, 0)
         self._set(_DONE, 0)
         self._set(_CLAIMED, 0)
+        self._set(self._stop, 0)
         if self._boot is not None:
             self._memory[8:24] = self._boot
             self._set(0, _MAGIC)

@@ -417,6 +417,7 @@ class Runs:
         reason: str,
         board: Optional[BoardState] = None,
         also: Optional[Callable[[Run, str], None]] = None,
+        why: Optional[str] = None,
     ) -> list[tuple[Run, str]]:
         """Settle runs left `pending` by a worker that was killed or died.
 
@@ -428,7 +429,8 @@ class Runs:
         advanced during the cut attempt it continues without using an attempt; without progress it
         uses one up, so a message that always kills its worker ends `failed`. Returns each settled
         run with "completed", "released", "continued" or `reason`. `also(run, outcome)` writes in
-        the transaction that completes or charges a run.
+        the transaction that completes or charges a run. `why` is the error recorded instead of the
+        one `reason` implies.
         """
         current = board.current if board is not None else None
         done_ids = set(board.done) if board is not None else set()
@@ -438,7 +440,7 @@ class Runs:
             f"SELECT {_RUN_COLUMNS}, attempt_started_at, attempt_seq FROM message "
             "WHERE status = 'pending' ORDER BY id"
         ).fetchall()
-        message = f"stopped: {'the time limit was reached' if reason == 'timeout' else 'the worker died'}"
+        message = why or f"stopped: {'the time limit was reached' if reason == 'timeout' else 'the worker died'}"
         for row in rows:
             run = Run.from_row(row, now)
             run.attempt_started_at = row[11] or run.started_at

@@ -163,12 +163,13 @@ def settle(
     tz: tzinfo,
     backoff: float,
     board: Optional[BoardState] = None,
+    why: Optional[str] = None,
 ) -> list[tuple[Run, str]]:
     """Settle the runs a dead worker left pending (`Runs.recover`), and record the periodic runs
     that ended with it (`reason`: "timeout" or "crashed") in their jobs' state, in the same
-    transaction as the run."""
+    transaction as the run. `why` replaces the error text the reason implies (a stop signal)."""
     states = load_states(runs.db)
-    error = "stopped at the time limit" if reason == "timeout" else "the worker died"
+    error = why or ("stopped at the time limit" if reason == "timeout" else "the worker died")
 
     def record(run: Run, outcome: str) -> None:
         job = jobs.get(run.type)
@@ -176,4 +177,4 @@ def settle(
             record_outcome(runs.db, job, states.get(job.name), run.started_at, outcome,
                            None if outcome == "completed" else error, now, tz, backoff)
 
-    return runs.recover(now, reason, board, also=record)
+    return runs.recover(now, reason, board, also=record, why=why)

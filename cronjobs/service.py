@@ -2,43 +2,45 @@
 
 Each tick is an ordinary `run_tick` under its own hard time limit and the same supervisor lock as a
 crontab tick, so both may be installed at once without work ever running twice. Between ticks it sleeps
-while there is nothing to do. SIGTERM or SIGINT asks it to stop after the current tick; a second one
-stops it at once (the forked worker is killed and the next tick settles what it left).
+while there is nothing to do. SIGTERM, SIGINT or SIGHUP ends the current tick early, as its soft
+deadline would: the run in flight finishes (or stops at its next checkpoint, to continue later) and
+nothing new starts. A second one stops that tick at once, as a stop signal stops a crontab tick
+(interrupt.py): the forked worker is killed and what it ran is settled, checkpoints kept.
 """
 
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Optional
 
+from . import interrupt
 from .errors import StoreError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SLEEP = 5.0
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+STOP_SIGNALS = interrupt.STOP_SIGNALS
 
 
 @contextmanager
 def stop_on_signals(signals: tuple[int, ...] = STOP_SIGNALS) -> Iterator[threading.Event]:
-    """An event set by the first of `signals`; the second raises KeyboardInterrupt. Main thread only."""
+    """An event set by the first of `signals`; the second stops the running tick at once (then
+    `interrupt.received()` names it). Main thread only."""
     stop = threading.Event()
 
-    def handle(signum: int, frame: Any) -> None:
+    def handle(signum: int) -> None:
         if stop.is_set():
-            raise KeyboardInterrupt
-        log.info("received %s: stopping after the current tick", signal.Signals(signum).name)
+            log.info("received %s again: stopping the current tick now", interrupt.name(signum))
+            interrupt.request(signum)
+            return
+        log.info("received %s: stopping after the current run", interrupt.name(signum))
         stop.set()
+        interrupt.wind_down()
 
-    previous = {signum: signal.signal(signum, handle) for signum in signals}
-    try:
+    with interrupt.handling(signals, on_signal=handle):
         yield stop
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
 
 
 def run_worker(

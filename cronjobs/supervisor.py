@@ -20,6 +20,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
+from . import interrupt
+
 Emit = Callable[..., None]
 WORKER_ERROR_EXIT = 70
 BLOCK = 256  # message events sent as one line at most
@@ -34,6 +36,7 @@ class Supervised:
     signal: Optional[int] = None
     error: Optional[str] = None  # set when the worker raised out of its work function
     finished: bool = False  # the worker said "done": its work function returned
+    interrupted: Optional[int] = None  # the stop signal the supervisor received (see interrupt.py)
 
     @property
     def clean(self) -> bool:
@@ -98,8 +101,9 @@ def _child(work: Callable[[Emit], None], write_fd: int, parent: int, close_fds: 
                 os.close(fd)
             except OSError:
                 pass
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        for signum in interrupt.STOP_SIGNALS:
             signal.signal(signum, signal.SIG_DFL)
+        interrupt.forget_in_child()
         pipe = os.fdopen(write_fd, "w", buffering=1 << 16, encoding="utf-8")
         encode = json.JSONEncoder(default=str, separators=(",", ":")).encode  # built once: hot path
         held: list[dict[str, Any]] = []
@@ -144,8 +148,13 @@ def supervise(
     deadline: Optional[float],
     on_event: Callable[[dict[str, Any]], None] = lambda event: None,
     close_in_child: tuple[int, ...] = (),
+    ask_to_stop: Callable[[], None] = lambda: None,
 ) -> Supervised:
-    """Fork a worker that calls `work(emit)`; kill it at `deadline` (time.monotonic()), None for never."""
+    """Fork a worker that calls `work(emit)`; kill it at `deadline` (time.monotonic()), None for never.
+
+    On a stop signal (interrupt.py) it calls `ask_to_stop()`, then waits interrupt.GRACE seconds for
+    the worker to end by itself before it kills it (at once after a second signal).
+    """
     read_fd, write_fd = os.pipe()
     parent = os.getpid()
     sys.stdout.flush()
@@ -162,17 +171,33 @@ def supervise(
     result = Supervised(timed_out=False, exit_status=None)
     buffer = b""
     reader = os.fdopen(read_fd, "rb", buffering=0)
+    wake = interrupt.wake_fd()
+    watched: list[Any] = [reader] if wake is None else [reader, wake]
+    stop_by: Optional[float] = None  # after a stop signal: the end of the worker's grace
+    asked = False
     try:
         open_pipe = True
         while True:
+            if not asked and interrupt.winding_down():
+                interrupt.consume_wake()
+                ask_to_stop()
+                asked = True
+            if stop_by is None and interrupt.received() is not None:
+                result.interrupted = interrupt.received()
+                interrupt.consume_wake()
+                stop_by = time.monotonic() + interrupt.GRACE
+            if stop_by is not None and (interrupt.urgent() or time.monotonic() >= stop_by):
+                break
             remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
+            if stop_by is not None and (remaining is None or stop_by - time.monotonic() < remaining):
+                remaining = max(stop_by - time.monotonic(), 0.0)
+            elif remaining is not None and remaining <= 0:
                 result.timed_out = True
                 break
             if open_pipe:
                 wait = 0.5 if remaining is None else min(remaining, 0.5)
-                ready, _, _ = select.select([reader], [], [], wait)
-                if not ready:
+                ready, _, _ = select.select(watched, [], [], wait)
+                if reader not in ready:
                     # A process the job forked may hold the pipe open after the worker exited.
                     done, status = os.waitpid(pid, os.WNOHANG)
                     if done:

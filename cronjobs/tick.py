@@ -69,6 +69,7 @@ class TickResult(Record):
         self.recovered: list[dict[str, Any]] = [] if recovered is None else recovered
         self.error = error
         self.retry_after: Optional[float] = None  # with status "too_soon": seconds until allowed
+        self.interrupted: Optional[int] = None  # the stop signal that ended it early (interrupt.py)
 
     @property
     def failed(self) -> list[Item]:
@@ -78,6 +79,8 @@ class TickResult(Record):
     def outcome(self) -> str:
         if self.status != "ran":
             return self.status
+        if self.interrupted:
+            return "interrupted"
         if self.error:
             return "error"
         return "failed" if self.failed else "ok"
@@ -85,7 +88,10 @@ class TickResult(Record):
     @property
     def exit_code(self) -> int:
         """0 all went well (or idle, or locked out); 1 a job or message failed or timed out;
-        2 the worker itself failed (for example the database could not be opened)."""
+        2 the worker itself failed (for example the database could not be opened); 128 + N stopped
+        early by signal N (SIGHUP 129, SIGINT 130, SIGTERM 143)."""
+        if self.interrupted:
+            return 128 + self.interrupted
         if self.error:
             return 2
         return 1 if self.failed else 0
@@ -101,7 +107,14 @@ class TickResult(Record):
             "skipped": self.skipped,
             "recovered": self.recovered,
             "error": self.error,
+            **({"interrupted": _signal_name(self.interrupted)} if self.interrupted else {}),
         }
+
+
+def _signal_name(signum: int) -> str:
+    from .interrupt import name
+
+    return name(signum)
 
 
 def _apply(event: dict[str, Any], result: TickResult, open_items: dict[str, Item]) -> None:
@@ -169,8 +182,15 @@ def run_tick(
                     fast.close()
                     fast = None  # never carry an open SQLite connection across fork()
                 result.status = "ran"
-                _supervise(config, registry, result, config.tz, force, trigger, soft_deadline, hard_deadline,
-                           on_event, lock, clock)
+                from . import interrupt
+
+                with interrupt.handling():  # a stop signal ends the tick cleanly (only here: idle ticks stay lean)
+                    _supervise(config, registry, result, config.tz, force, trigger, soft_deadline,
+                               hard_deadline, on_event, lock, clock)
+                    late = interrupt.received()
+                if result.interrupted is None and late is not None:  # after the worker had finished
+                    result.interrupted = late
+                    log.warning("stopped by %s as the tick ended; its work was done", interrupt.name(late))
                 fast = _open_fast(config)
             result.duration = time.monotonic() - began
             if fast is not None:
@@ -225,7 +245,8 @@ def _supervise(
         runs = Runs(database.connection(), config.retry_backoff, board)
         with translate_errors(config.database):  # "database is locked" names the file, as elsewhere
             Worker(runs, registry, tz, retry_backoff=config.retry_backoff, deadline=soft_deadline,
-                   trigger=trigger, force=force, emit=emit, clock=clock, abandoned=abandoned).run()
+                   trigger=trigger, force=force, emit=emit, clock=clock, abandoned=abandoned,
+                   stop_requested=board.stop_requested).run()
 
     # Shared with the worker: what it runs, what it only claimed, what it has not committed yet. In a
     # file, so that after a kill -9 of this process the next tick still knows (see board.py).
@@ -248,6 +269,7 @@ def _supervise_worker(config: Config, registry: Registry, result: TickResult, tz
                       work: Callable[[Any], None], on_event: Callable[[dict[str, Any]], None],
                       lock: SupervisorLock, clock: Callable[[], float], hard_deadline: Optional[float]) -> None:
     """Fork the worker, hear its events, and settle what it left if it did not end cleanly."""
+    from . import interrupt
     from .supervisor import supervise
 
     open_items: dict[str, Item] = {}
@@ -259,17 +281,37 @@ def _supervise_worker(config: Config, registry: Registry, result: TickResult, tz
     for hook in registry.fork_hooks:
         hook()
     fd = lock.fileno
-    outcome = supervise(work, hard_deadline, handle, close_in_child=(fd,) if fd is not None else ())
-    result.timed_out = outcome.timed_out
-    if outcome.error:
-        result.error = outcome.error
-    if outcome.clean:
-        return
-    # Killed at the deadline, or died: settle what it left running, as the next tick would.
-    reason = "timeout" if outcome.timed_out else "crashed"
-    if not outcome.timed_out and not outcome.error:
-        log.error("worker died (exit %s, signal %s)", outcome.exit_status, outcome.signal)
-    settled, ended = _settle(config, registry, tz, reason, clock, board.read(), list(open_items), result.started_at)
+    with interrupt.tick_running():
+        outcome = supervise(work, hard_deadline, handle, close_in_child=(fd,) if fd is not None else (),
+                            ask_to_stop=board.request_stop)
+        result.timed_out = outcome.timed_out
+        result.interrupted = outcome.interrupted
+        if outcome.error:
+            result.error = outcome.error
+        if outcome.clean:
+            if outcome.interrupted:
+                log.warning("stopped by %s: the worker stopped at a checkpoint; the rest continues next tick",
+                            interrupt.name(outcome.interrupted))
+            return
+        # Killed at the deadline, by a stop signal, or died: settle what it left running, as the next
+        # tick would. A signal is the host's doing, not the run's: its run in flight is settled as at
+        # the time limit (continued when its checkpoint advanced, else one attempt used, so that a
+        # run the host kills every time still ends), but the error says what happened.
+        reason = "timeout" if outcome.timed_out else "crashed"
+        why = None
+        if outcome.interrupted:
+            why = f"stopped by {interrupt.name(outcome.interrupted)}"
+            log.warning("%s: the worker was killed; what it ran is settled, checkpoints kept", why)
+        elif not outcome.timed_out and not outcome.error:
+            log.error("worker died (exit %s, signal %s)", outcome.exit_status, outcome.signal)
+        settled, ended = _settle(config, registry, tz, reason, clock, board.read(), list(open_items),
+                                 result.started_at, why)
+        _report_settled(result, open_items, settled, ended, why or (
+            "stopped at the time limit" if reason == "timeout" else "the worker died"))
+
+
+def _report_settled(result: TickResult, open_items: dict[str, Item], settled: list[tuple[str, str, str, str]],
+                    ended: dict[str, tuple[str, Optional[str]]], error: str) -> None:
     reported = {item.uuid for item in result.items}
     for uuid, kind, name, settled_outcome in settled:
         if settled_outcome == "released":  # claimed but never started: back in the queue, nothing ran
@@ -283,7 +325,7 @@ def _supervise_worker(config: Config, registry: Registry, result: TickResult, tz
             result.items.append(item)
         item.outcome = settled_outcome
         if settled_outcome != "completed":
-            item.error = "stopped at the time limit" if reason == "timeout" else "the worker died"
+            item.error = error
     # Started, not left running, and their end never reached us: the store says how they ended.
     for uuid, item in open_items.items():
         item.outcome, item.error = ended.get(uuid, (None, None))
@@ -304,7 +346,7 @@ def _prepare_store(config: Config) -> None:
 
 
 def _settle(config: Config, registry: Registry, tz: Any, reason: str, clock: Callable[[], float],
-            board: Any, uuids: list[str], since: float,
+            board: Any, uuids: list[str], since: float, why: Optional[str] = None,
             ) -> tuple[list[tuple[str, str, str, str]], dict[str, tuple[str, Optional[str]]]]:
     """Settle what the worker left pending; also how each run of `uuids` ended since `since`."""
     from .runs import Runs
@@ -315,7 +357,7 @@ def _settle(config: Config, registry: Registry, tz: Any, reason: str, clock: Cal
         return [], {}
     try:
         settled = settle(Runs(connection, config.retry_backoff), registry.jobs, clock(), reason, tz,
-                         config.retry_backoff, board)
+                         config.retry_backoff, board, why)
         return [(run.uuid, run.kind, run.type, outcome) for run, outcome in settled], _ended(connection, uuids, since)
     finally:
         connection.close()

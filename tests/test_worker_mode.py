@@ -1,4 +1,4 @@
-"""`run-cron worker`: ticks in a loop, sleeps while idle, stops after the current tick on SIGTERM/SIGINT."""
+"""`run-cron worker`: ticks in a loop, sleeps while idle, stops after the current run on SIGTERM/SIGINT/SIGHUP."""
 
 from __future__ import annotations
 

@@ -192,10 +192,34 @@ def serve(state: State, config_path: Optional[str], host: str, port: int) -> Non
                "(Ctrl-C to stop)", err=True)
     if not config.http.token:
         click.echo("run-cron: no [http] token configured: /run and the status page answer 404", err=True)
-    try:
-        server.serve_forever()
-    finally:
-        server.server_close()
+    from ..interrupt import exit_code, handling, name, received, wait_for_ticks
+
+    # SIGTERM, SIGINT or SIGHUP: stop serving, stop the tick a /run request may be running (its worker
+    # killed, what it ran settled), then exit 128 + the signal number.
+    with handling():
+        server.timeout = 0.5  # how often the loop looks for a stop signal
+        try:
+            while received() is None:
+                server.handle_request()
+        finally:
+            server.server_close()
+        signum = received()
+        assert signum is not None
+        wait_for_ticks(timeout=60)
+    _finish_answers(seconds=2.0)
+    click.echo(f"run-cron: stopped by {name(signum)}", err=True)
+    sys.exit(exit_code(signum))
+
+
+def _finish_answers(seconds: float) -> None:
+    """Let request threads send the answers they are writing (an interrupted /run's 503), briefly."""
+    import threading
+    import time
+
+    deadline = time.monotonic() + seconds
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread():
+            thread.join(max(deadline - time.monotonic(), 0.0))
 
 
 @command()
@@ -280,7 +304,7 @@ def status(state: State, config_path: Optional[str], as_json: bool) -> None:
               help="Pause between ticks while there is nothing to do.")
 @click.pass_obj
 def worker(state: State, config_path: Optional[str], time_limit: Optional[float], sleep: float) -> None:
-    """Tick in a loop, as a service (systemd); stops after the current tick on SIGTERM or SIGINT.
+    """Tick in a loop, as a service (systemd); stops after the current tick on SIGTERM, SIGINT or SIGHUP.
 
     Shares the lock with crontab ticks: both may be installed, no work runs twice.
     """
@@ -297,6 +321,11 @@ def worker(state: State, config_path: Optional[str], time_limit: Optional[float]
 
     with stop_on_signals() as stop:
         run_worker(config, registry, stop, time_limit=time_limit, sleep=sleep, on_event=events, on_result=finished)
+    from ..interrupt import exit_code, received
+
+    signum = received()  # a second signal cut a tick short: say so in the exit code, as a crontab tick does
+    if signum is not None:
+        sys.exit(exit_code(signum))
 
 
 @command()

@@ -1,8 +1,9 @@
 """The `run-cron` command: parses arguments, calls the core, prints, and picks the exit code.
 
 Exit codes: 0 success (also: nothing due, another tick holds the lock); 1 a job or message failed or
-timed out; 2 usage, configuration or database error. Heavy modules are imported inside the commands
-that need them, so an idle tick pays only for click, filelock and sqlite3.
+timed out; 2 usage, configuration or database error; 128 + N stopped by signal N (interrupt.py).
+Heavy modules are imported inside the commands that need them, so an idle tick pays only for click,
+filelock and sqlite3.
 """
 
 from __future__ import annotations

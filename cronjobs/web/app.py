@@ -212,8 +212,9 @@ class App:
         log.info("http tick: %s, %s in %.3f s%s", result.status, result.outcome, result.duration,
                  " (stopped at the time limit)" if result.timed_out else "")
         warning = os.environ.get(CGI_FALLBACK)
-        return json_response(200, {**result.to_json(), "time_limit": config.http.time_limit,
-                                   **({"warning": f"run-cron.cgi: {warning}"} if warning else {})})
+        return json_response(503 if result.interrupted else 200, {  # 503: a stop signal cut the tick short
+            **result.to_json(), "time_limit": config.http.time_limit,
+            **({"warning": f"run-cron.cgi: {warning}"} if warning else {})})
 
     def page(self, config: Config, environ: Environ, query: dict[str, list[str]], route: str, rest: str,
              base: str, body: bytes = b"") -> Response:
