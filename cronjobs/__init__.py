@@ -19,6 +19,7 @@ from .errors import (
     ResumeLater,
     Retry,
     StoreError,
+    StoreFailed,
     UnknownJobError,
     UnknownMessageType,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "ResumeLater",
     "Retry",
     "StoreError",
+    "StoreFailed",
     "UnknownJobError",
     "UnknownMessageType",
     "__version__",

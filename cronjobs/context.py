@@ -6,11 +6,13 @@ import io
 import json
 import logging
 import math
+import sqlite3
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional, Union
 
-from .errors import ResumeLater
+from .errors import ResumeLater, StoreFailed
 from .queue import to_json
 from .runs import Run, Runs
 
@@ -57,6 +59,18 @@ def _chunks(data: Union[bytes, bytearray, str, io.IOBase, Any]) -> Iterator[byte
         if not chunk:
             return
         yield chunk.encode("utf-8") if isinstance(chunk, str) else bytes(chunk)
+
+
+@contextmanager
+def _store_write() -> Iterator[None]:
+    """The store failing under a handler is not the handler failing: see StoreFailed. A constraint or
+    programming error stays what it is (it may well be the caller's doing)."""
+    try:
+        yield
+    except (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError):
+        raise
+    except sqlite3.DatabaseError as exc:  # OperationalError (full, I/O error, locked, read-only), corrupt
+        raise StoreFailed(exc) from exc
 
 
 class _ResumeLaterMarker:
@@ -123,7 +137,8 @@ class Context:
         offset_json = to_json(offset, "offset")
         state_json = to_json(state, "state")
         progress = compute_progress(done, total) if done is not None else None
-        self._runs.checkpoint(self._run, offset_json, state_json, done, total, progress)
+        with _store_write():
+            self._runs.checkpoint(self._run, offset_json, state_json, done, total, progress)
         if offset is not None:
             self._offset = offset
         if state is not None:
@@ -139,7 +154,8 @@ class Context:
         value = compute_progress(done, total)
         now = time.monotonic()
         if now - self._last_progress_write >= PROGRESS_WRITE_INTERVAL:
-            self._runs.set_progress(self._run, done, total, value)
+            with _store_write():
+                self._runs.set_progress(self._run, done, total, value)
             self._report(done, total, value)
 
     def _report(self, done: Optional[float], total: Optional[float], value: float) -> None:
@@ -149,12 +165,14 @@ class Context:
 
     def warn(self, text: str) -> None:
         """Record a warning shown with the run; the run still succeeds."""
-        self._runs.warn(self._run, str(text), time.time())
+        with _store_write():
+            self._runs.warn(self._run, str(text), time.time())
         self.log.warning("%s %s: %s", self._run.type, self._run.uuid, text)
 
     def attach(self, name: str, data: Union[bytes, str, Any]) -> int:
         """Store bytes, text or a file object under `name` (streamed in chunks); returns its size."""
-        return self._runs.attach(self._run, str(name), _chunks(data), time.time())
+        with _store_write():
+            return self._runs.attach(self._run, str(name), _chunks(data), time.time())
 
     def time_left(self) -> float:
         """Seconds until the soft deadline (math.inf without a time limit)."""
@@ -180,4 +198,5 @@ class Context:
 
     def enqueue(self, type: str, payload: Any = None, **options: Any) -> str:
         """Queue a follow-up message (for example the next chunk); same options as Queue.enqueue."""
-        return self._runs.enqueue(type=type, payload=payload, **options)
+        with _store_write():
+            return self._runs.enqueue(type=type, payload=payload, **options)

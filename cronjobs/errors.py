@@ -134,3 +134,17 @@ class ResumeLater(BaseException):
     from BaseException, like KeyboardInterrupt, so a handler's `except Exception` does not swallow it
     and the obvious loop `for ...: work(); ctx.checkpoint(...)` stops in time and loses nothing.
     """
+
+
+class StoreFailed(BaseException):
+    """Raised by a `ctx` method when the store cannot be written (a full disk, an I/O error, a lock
+    held too long, a corrupt file): the tick stops with a StoreError, and the run is settled as after
+    a kill (continued from its last committed checkpoint, or charged if it made no progress).
+
+    It derives from BaseException, like ResumeLater, so that a handler's `except Exception` does not
+    catch it, and the worker does not record the store's failure as the handler's own.
+    """
+
+    def __init__(self, cause: BaseException) -> None:
+        self.cause = cause
+        super().__init__(str(cause))

@@ -92,3 +92,35 @@ def test_a_total_of_0_is_an_unknown_total_not_a_division_by_zero(db, runs):
     assert queue.get(uuid).progress == pytest.approx(20.0)
     ctx.checkpoint(offset=1, done=9, total=0)
     assert queue.get(uuid).progress == pytest.approx(20.0)
+
+
+def test_a_store_that_cannot_be_written_is_not_the_handler_failing(db, runs, tmp_path):
+    """A full disk or I/O error under ctx raises StoreFailed, which `except Exception` does not catch;
+    the worker records no failure for it (the tick stops with a store error, see test_hostile_host)."""
+    import sqlite3
+
+    from cronjobs.errors import StoreFailed
+    from cronjobs.runs import Runs
+    from cronjobs.worker import execute
+
+    queue = Queue(db)
+    uuid = queue.enqueue("t")
+    run = runs.claim_message(time.time())
+    read_only = sqlite3.connect(f"file:{tmp_path / 'db.sqlite3'}?mode=ro", uri=True, isolation_level=None)
+    ctx = Context(Runs(read_only, retry_backoff=0), run)
+    for write in (lambda: ctx.checkpoint(offset=1), lambda: ctx.warn("w"), lambda: ctx.attach("a", b"x")):
+        with pytest.raises(StoreFailed, match="readonly database"):
+            write()
+    caught = []
+
+    def handler(ctx):
+        try:
+            ctx.checkpoint(offset=1)
+        except Exception as exc:  # what handlers do; the store's failure must get through
+            caught.append(exc)
+
+    with pytest.raises(StoreFailed):
+        execute(Runs(read_only, retry_backoff=0), run, handler, ctx)
+    assert caught == []
+    job = queue.get(uuid)
+    assert (job.status, job.offset, job.attempts_used) == ("pending", None, 0)

@@ -12,7 +12,7 @@ from typing import Iterator
 
 import peewee as pw
 
-from ..errors import StoreError
+from ..errors import StoreError, StoreFailed
 from ..files import create_private
 from .models import SCHEMA_VERSION, Models, make_models
 
@@ -121,6 +121,8 @@ def translate_errors(path: str) -> Iterator[None]:
     """Turn driver errors (locked, unwritable, corrupt) into one StoreError naming the file."""
     try:
         yield
+    except StoreFailed as exc:  # from a handler's ctx call: the store's failure, not the handler's
+        raise StoreError(path, exc.cause) from exc.cause
     except (pw.DatabaseError, sqlite3.DatabaseError) as exc:
         raise StoreError(path, exc) from exc
     except (pw.InterfaceError, sqlite3.Error) as exc:

@@ -130,8 +130,6 @@ def _file_size_limit(limit: int):
     return apply
 
 
-@pytest.mark.xfail(strict=True, reason="hostile: a disk filling mid-tick is reported as the handler failing "
-                                       "(with its traceback), not as a store error with exit 2 (issue 8)")
 def test_a_disk_filling_mid_tick_is_a_store_error_and_keeps_every_committed_checkpoint(project):
     uuid = queued_project(project, n=40, pad=20000)
     project.run("--force", "all")  # the periodic jobs out of the way; the database has its size now
