@@ -159,15 +159,16 @@ _VIEW_COLUMNS = (
 )
 
 
-def shown_attempts(used: int, latest: Optional[str]) -> int:
+def shown_attempts(used: int, latest: Optional[str], running: bool = False) -> int:
     """The attempt a message is on, as `history` numbers it (1 while or after its first attempt runs).
 
-    `latest` is the number and outcome of its latest attempt. One that failed used itself up, so the
-    count is `used` (also right after `retry` reset it to 0); any other (running, completed,
+    `latest` is the number and outcome of its latest finished attempt (an attempt's row is written
+    when it ends, so a first attempt still `running` has none). One that failed used itself up, so
+    the count is `used` (also right after `retry` reset it to 0); any other (running, completed,
     continued after a cut, Retry, cancelled) is attempt `used + 1`.
     """
     if latest is None:
-        return used
+        return used + 1 if running else used
     number, _, outcome = latest.partition(" ")
     if outcome in FAILED_OUTCOMES:
         return used
@@ -247,7 +248,7 @@ class Queue:
             progress=progress or 0.0,
             offset=None if offset_json is None else json.loads(offset_json),
             state={} if state_json is None else json.loads(state_json),
-            attempts=shown_attempts(attempts, latest_attempt),
+            attempts=shown_attempts(attempts, latest_attempt, status == PENDING),
             attempts_used=attempts,
             max_attempts=max_attempts,
             priority=priority,

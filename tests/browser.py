@@ -152,10 +152,10 @@ class Browser:
         """Emulate a screen `pixels` wide (a phone with `mobile`), as DevTools' device mode does."""
         self.cdp("Emulation.setDeviceMetricsOverride", width=pixels, height=900, deviceScaleFactor=1, mobile=mobile)
 
-    def screenshot(self, path: Path) -> None:
-        """The whole page, not only the viewport."""
+    def screenshot(self, path: Path, whole: bool = True) -> None:
+        """The whole page (or only what the screen shows)."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        shot = self.cdp("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+        shot = self.cdp("Page.captureScreenshot", format="png", captureBeyondViewport=whole)
         path.write_bytes(base64.b64decode(shot["data"]))
 
     def close(self) -> None:

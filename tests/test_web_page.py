@@ -159,6 +159,7 @@ def test_a_running_tick_its_run_and_live_progress(browser, site):
                                   what="the running tick")
         assert "slow.import" in banner and slow in banner
         browser.wait_for(lambda: "25%" in rows(browser, "messages")[slow], what="25% progress")
+        assert "1/3" in rows(browser, "messages")[slow]  # its first attempt, as history numbers it
         browser.script("window.stillTheSamePage = true")
         (project.path / "go-on").touch()
         browser.wait_for(lambda: "75%" in rows(browser, "messages")[slow], what="75% without a reload")
@@ -170,6 +171,7 @@ def test_a_running_tick_its_run_and_live_progress(browser, site):
         browser.wait_for(lambda: "running now" in browser.text(".ticking"), what="the banner on a phone")
         _phone_layout(browser)
         browser.screenshot(ARTIFACTS / "status-page-phone-390.png")
+        browser.screenshot(ARTIFACTS / "status-page-phone-390-screen.png", whole=False)
         (project.path / "finish").touch()
         browser.wait_for(lambda: "No tick is running" in browser.text(), what="the page noticing the tick's end")
         assert "completed" in rows(browser, "messages")[slow]
