@@ -66,16 +66,27 @@ def _die_with_parent(parent: int) -> None:
 
 
 class _PipeLogHandler(logging.Handler):
-    """In the worker: sends each `cronjobs` log record to the supervisor as a `log` event."""
+    """In the worker: sends each `cronjobs` log record to the supervisor as a `log` event.
 
-    def __init__(self, emit: Emit) -> None:
+    With `foreign`, on the root logger: records of the job code's own loggers (`getLogger(__name__)`),
+    renamed `cronjobs.run.NAME`, so they are shown, filed and kept quiet as `ctx.log` lines are, in
+    order with the tick's events; `cronjobs` records are the other handler's.
+    """
+
+    def __init__(self, emit: Emit, foreign: bool = False) -> None:
         super().__init__()
         self._emit = emit
+        self._foreign = foreign
 
     def emit(self, record: logging.LogRecord) -> None:
+        name = record.name
+        if self._foreign:
+            if name == "cronjobs" or name.startswith("cronjobs."):
+                return
+            name = "cronjobs.run." + name
         try:
             exc_text = logging.Formatter().formatException(record.exc_info) if record.exc_info else None
-            self._emit("log", name=record.name, level=record.levelno, message=record.getMessage(),
+            self._emit("log", name=name, level=record.levelno, message=record.getMessage(),
                        exc_text=exc_text, process=record.process)
         except Exception:
             self.handleError(record)
@@ -125,6 +136,10 @@ def _child(work: Callable[[Emit], None], write_fd: int, parent: int, close_fds: 
             pipe.flush()
 
         logging.getLogger("cronjobs").handlers[:] = [_PipeLogHandler(emit)]
+        root = logging.getLogger()
+        if not root.handlers:  # logging the jobs modules did not configure themselves
+            root.addHandler(_PipeLogHandler(emit, foreign=True))
+            root.setLevel(logging.getLogger("cronjobs").getEffectiveLevel())
 
         try:
             work(emit)

@@ -115,6 +115,50 @@ def test_a_jobs_own_log_lines_come_after_its_start_line(project):
             < index("end message mail.send", logged))
 
 
+MODULE_LOGGER_JOBS = """
+import logging
+log = logging.getLogger("myapp.tasks")
+
+@cronjobs.daily
+def nightly(ctx):
+    log.warning("nightly module warning")
+    log.info("nightly module info")
+
+@cronjobs.handler("mail.send")
+def send(ctx, payload):
+    log.warning("module warning for %s", payload["to"])
+    log.info("module info for %s", payload["to"])
+"""
+
+
+def test_a_module_loggers_lines_are_in_order_filed_and_quiet_on_success(project):
+    """Job code that logs through logging.getLogger(__name__), as Django and Flask code does."""
+    project.write_jobs(MODULE_LOGGER_JOBS)
+    project.write_config("[log]\nfile = run-cron.log\nlevel = INFO\n")
+    for to in ("a@example.org", "b@example.org"):
+        assert project.run("enqueue", "mail.send", json.dumps({"to": to})).returncode == 0
+    quiet = project.run()
+    assert quiet.returncode == 0 and quiet.stderr == "" and quiet.stdout == ""  # cron mails nothing
+    for to in ("c@example.org", "d@example.org"):
+        project.run("enqueue", "mail.send", json.dumps({"to": to}))
+    verbose = project.run("--force", "nightly", "-v")
+    drain = project.run("-v")
+    lines = verbose.stderr.splitlines() + drain.stderr.splitlines()
+    assert lines[:4] == ["run-cron: start job nightly " + lines[0].split()[-2] + " (forced)",
+                         "run-cron: nightly module warning", "run-cron: nightly module info",
+                         "run-cron: end job nightly: completed in " + lines[3].split()[-2] + " s"]
+    messages = [line.split(": ", 1)[1].split(" ")[0:3] for line in lines[4:]]
+    assert [" ".join(words) for words in messages] == [
+        "start message mail.send", "module warning for", "module info for", "end message mail.send:"] * 2
+    logged = [line.split(": ", 1)[1] for line in (project.path / "run-cron.log").read_text().splitlines()
+              if " for " in line or "start message" in line or "end message" in line]
+    first = [line.split(" ")[0:3] for line in logged[:4]]
+    assert [" ".join(words) for words in first] == [
+        "start message mail.send", "module warning for", "module info for", "end message mail.send"]
+    assert "WARNING cronjobs.run.myapp.tasks: module warning for a@example.org" in (
+        project.path / "run-cron.log").read_text()
+
+
 def test_messages_and_show_print_times_in_the_configured_zone(project):
     project.write_jobs(JOBS)
     project.write_config(timezone="America/New_York")
