@@ -12,6 +12,7 @@ import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -213,3 +214,42 @@ def test_the_status_page_is_for_staff_only(project: Path) -> None:
     assert b"".join(download.streaming_content) == b"42"
     assert client.get(f"/cron/attachment/{result.id}/nothing.json").status_code == 404
     assert client.post("/cron/").status_code == 405
+    assert "Set-Cookie" not in page  # no token cookie: the session is the only way in
+    assert "state" in client.get("/cron/live").json()
+    assert Client().get("/cron/live").status_code == 302
+    assert Client().get(f"/cron/attachment/{result.id}/return_value.json").status_code == 302
+
+
+def post(client: Any, form: dict[str, str]) -> Any:
+    """A POST of the page's forms, urlencoded as a browser sends them."""
+    from urllib.parse import urlencode
+
+    return client.post("/cron/action", urlencode(form), content_type="application/x-www-form-urlencoded")
+
+
+def test_the_pages_buttons_work_for_staff_with_the_pages_own_csrf_token(project: Path) -> None:
+    import re
+
+    from django.contrib.auth.models import User
+    from django.tasks import TaskResultStatus
+    from django.test import Client
+    from shop import tasks
+    from shop.models import Note
+
+    failed = tasks.boom.enqueue("retry me")
+    assert tick(project).returncode == 1
+    client = Client(enforce_csrf_checks=True)  # as a browser meets Django's CSRF middleware
+    client.force_login(User.objects.create_user("chief", password="pw", is_staff=True))
+    body = client.get("/cron/").content.decode()
+    csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', body).group(1)  # type: ignore[union-attr]
+    refused = post(client, {"action": "retry", "uuid": failed.id, "csrf": "0" * 64})
+    assert refused.status_code == 403
+    retried = post(client, {"action": "retry", "uuid": failed.id, "csrf": csrf})
+    assert retried.status_code == 303 and retried["Location"].startswith("/cron/")
+    assert tasks.boom.get_result(failed.id).status == TaskResultStatus.READY
+    # Run now: a tick forked from this (web) process runs the app's job with the ORM
+    before = Note.objects.filter(text__startswith="cron ").count()
+    ran = post(client, {"action": "run", "job": "count_notes", "csrf": csrf})
+    assert ran.status_code == 303
+    assert Note.objects.filter(text__startswith="cron ").count() == before + 1
+    assert post(Client(), {"action": "run", "job": "count_notes", "csrf": csrf}).status_code == 302

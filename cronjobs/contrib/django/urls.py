@@ -1,13 +1,13 @@
-"""`path("cron/", include("cronjobs.contrib.django.urls"))`: the status page and its attachments, staff only."""
+"""`path("cron/", include("cronjobs.contrib.django.urls"))`: run-cron's status page, for staff users only."""
 
 from __future__ import annotations
 
-from django.urls import path
+from django.urls import path, re_path
 
 from . import views
 
 app_name = "run_cron"
 urlpatterns = [
-    path("", views.status, name="status"),
-    path("attachment/<str:uuid>/<path:name>", views.attachment, name="attachment"),
+    path("", views.page, name="status"),
+    re_path(r"^(?P<rest>.+)$", views.page, name="page"),
 ]
