@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from ...config import Config, config_from_mapping, load_config
-from ...crontab_install import Entry, command_entry
 from ...errors import ConfigError, JobLoadError
+
+if TYPE_CHECKING:  # imported when used: every tick through manage.py imports this module
+    from ...crontab_install import Entry
 
 ORIGIN = "settings.RUN_CRON"
 DATABASE_NAME = "run-cron.sqlite3"
@@ -113,6 +115,8 @@ class DjangoSource:
         discover()
 
     def crontab_entry(self, every: int) -> Entry:
+        from ...crontab_install import command_entry
+
         script = os.path.abspath(self.argv[0]) if self.argv else "manage.py"
         words = [sys.executable, script, "run_cron", *django_options(self.argv[2:])]
         return command_entry(words, script, every)
