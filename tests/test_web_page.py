@@ -313,3 +313,23 @@ def test_refresh_after():
     assert refresh_after(1000.0, False, 1000.0 + HORIZON) == HORIZON + 3
     assert refresh_after(1000.0, False, 1000.0 - 30) == 10.0  # overdue: the next cron tick is coming
     assert refresh_after(1000.0, False, 1000.0 - OVERDUE - 1) is None  # no tick comes: stop looking
+
+
+def test_a_page_embedded_without_run_crons_routes_is_read_only(tmp_path):
+    """As the Django view embeds it: no buttons, no script, a plain refresh only while something is due."""
+    from cronjobs.config import load_config
+    from cronjobs.registry import Registry
+    from cronjobs.web.page import status_page
+    from cronjobs.web.store import db_guard
+
+    project = Project(tmp_path)  # no [http] token
+    project.write_jobs(JOBS)
+    failed = enqueue(project.config, "mail.send", {"to": "a@example.org", "fail": True}, max_attempts=1,
+                     owner="alice")
+    assert project.run().returncode == 1
+    enqueue(project.config, "mail.send", {"to": "b@example.org"}, delay=20, owner="bob")
+    config = load_config(str(project.config))
+    page = status_page(config, Registry(), "/cron", db_guard, {"owner": ["alice"]})
+    assert "<form" in page and 'method="post"' not in page and "<script" not in page
+    assert failed in page and "bob" not in page.split("Queued messages", 1)[1].split("</form>", 1)[1]
+    assert '<meta http-equiv="refresh" content="2' in page and "<noscript>" not in page

@@ -240,7 +240,7 @@ class App:
         secure = "; Secure" if environ.get("wsgi.url_scheme") == "https" else ""
         cookie = (f"{COOKIE}={expected}; Path={quote(base.encode('latin-1', 'replace'))}/; "
                   f"Max-Age={COOKIE_MAX_AGE}; HttpOnly; SameSite=Strict{secure}")
-        html = web_page.status_page(config, self.load_jobs(config), base, db_guard, query)
+        html = web_page.status_page(config, self.load_jobs(config), base, db_guard, query, interactive=True)
         return Response(200, html.encode("utf-8"), "text/html; charset=utf-8",
                         [("Set-Cookie", cookie), *web_page.PAGE_HEADERS])
 

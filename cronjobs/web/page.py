@@ -122,9 +122,15 @@ def collect(config: Config, registry: Registry, guard: AbstractContextManager,
 
 
 def status_page(config: Config, registry: Registry, base: str, guard: AbstractContextManager,
-                query: Optional[dict[str, list[str]]] = None) -> str:
-    """The whole page. It looks again (by /page.js, or a <noscript> refresh) only while something is
-    about to change: a tick runs, or a message or job is due within a couple of minutes."""
+                query: Optional[dict[str, list[str]]] = None, *, interactive: bool = False) -> str:
+    """The whole page. It looks again only while something is about to change: a tick runs, or a
+    message or job is due within a couple of minutes.
+
+    `interactive`: the host also serves /page.js, /live and /action (run-cron's own web app does):
+    the page then has buttons (needs `[http] token` for their CSRF token), shows times in the
+    browser's zone and updates itself by script (a <noscript> refresh without one). Else it is read
+    only, in the configured zone, refreshed by a plain meta refresh.
+    """
     from ..views import local_iso
 
     query = query or {}
@@ -132,18 +138,18 @@ def status_page(config: Config, registry: Registry, base: str, guard: AbstractCo
     data = collect(config, registry, guard, filters)
     tz = config.tz
     live = data["live"]
-    assert config.http.token is not None
-    csrf = csrf_token(config.http.token)
+    csrf = csrf_token(config.http.token) if interactive and config.http.token else None
     poll = live["poll"]
+    refresh = f'<meta http-equiv="refresh" content="{max(5, math.ceil(poll))}">' if poll else ""
     parts = [
         '<!doctype html><html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         '<meta name="referrer" content="no-referrer">',
-        f'<noscript><meta http-equiv="refresh" content="{max(5, math.ceil(poll))}"></noscript>' if poll else "",
+        (f"<noscript>{refresh}</noscript>" if interactive else refresh) if refresh else "",
         f"<title>run-cron status</title><style>{CSS}</style>",
-        f'<script src="{_e(_url(base, "page.js"))}" defer></script></head>',
+        f'<script src="{_e(_url(base, "page.js"))}" defer></script></head>' if interactive else "</head>",
         f'<body data-live="{_e(_url(base, "live"))}" data-state="{_e(live["state"])}" '
-        f'data-poll="{poll or 0:.1f}">',
+        f'data-poll="{poll or 0:.1f}">' if interactive else "<body>",
         "<h1>run-cron status</h1>",
         _notice(query),
         _tick_line(data, tz, local_iso),
@@ -196,8 +202,10 @@ def _tick_line(data: dict[str, Any], tz: Any, local_iso: Any) -> str:
     return f'<p class="muted">{tick} No tick is running. Queue: {counts}.</p>'
 
 
-def _button(base: str, csrf: str, action: str, field: str, value: str, label: str, filters: dict[str, str],
+def _button(base: str, csrf: Optional[str], action: str, field: str, value: str, label: str, filters: dict[str, str],
             danger: bool = False) -> str:
+    if csrf is None:  # a read-only page
+        return ""
     hidden = {"csrf": csrf, "action": action, field: value, **filters}
     inputs = "".join(f'<input type="hidden" name="{_e(k)}" value="{_e(v)}">' for k, v in hidden.items())
     return (f'<form class="inline" method="post" action="{_e(_url(base, "action"))}">{inputs}'
@@ -242,7 +250,7 @@ def _cell(label: str, content: str, css: str = "") -> str:
     return f'<td data-label="{_e(label)}"{css_attribute}>{content}</td>'
 
 
-def _jobs_table(data: dict[str, Any], base: str, csrf: str, tz: Any) -> str:
+def _jobs_table(data: dict[str, Any], base: str, csrf: Optional[str], tz: Any) -> str:
     rows = []
     for row in data["jobs"]:
         run = data["runs"].get(row["name"])
@@ -271,7 +279,8 @@ def _progress(view: MessageView) -> str:
             f'</progress> <span class="pct">{view.progress:.0f}%</span></span>')
 
 
-def _messages_table(views: list[MessageView], base: str, csrf: str, tz: Any, filters: dict[str, str]) -> str:
+def _messages_table(views: list[MessageView], base: str, csrf: Optional[str], tz: Any,
+                    filters: dict[str, str]) -> str:
     from ..views import local_iso
 
     rows = []
