@@ -298,6 +298,17 @@ def _read_ini(path: str, text: str) -> list[tuple[str, list[tuple[str, str]]]]:
     return [(section, parser.items(section)) for section in parser.sections()]
 
 
+def _database_url(path: str, value: str) -> str:
+    """A server engine's URL, checked (the driver is loaded only when the store opens)."""
+    from .store.url import parse
+
+    try:
+        parse(value)
+    except ValueError as exc:
+        raise ConfigError(path, "[run-cron] database", str(exc)) from None
+    return value
+
+
 def load_config(path: str) -> Config:
     """Read and validate `path`; raises ConfigError naming the file and the key at fault."""
     try:
@@ -328,7 +339,9 @@ def _build(path: str, base: str, sections: list[tuple[str, list[tuple[str, str]]
             except (ValueError, TypeError):
                 expected = getattr(parse, "expected", "a valid value")
                 raise ConfigError(path, f"[{section}] {key}", f"expected {expected}, got {raw!r}") from None
-            if (section, key) in _PATH_KEYS and value:
+            if (section, key) == ("run-cron", "database") and "://" in str(value):
+                value = _database_url(path, str(value))
+            elif (section, key) in _PATH_KEYS and value:
                 value = os.path.normpath(os.path.join(base, os.path.expanduser(str(value))))
             if (section, key) == ("run-cron", "python_path"):
                 value = [

@@ -103,6 +103,10 @@ class StoreError(CronjobsError):
     """The database could not be opened, read or written (locked, unwritable, corrupt)."""
 
     def __init__(self, path: str, cause: BaseException | str) -> None:
+        if "://" in path:  # a server's URL: never show its password
+            from .store.url import redact
+
+            path = redact(path)
         self.path = path
         self.cause = cause
         #: The problem without the file's path, for answers to unauthenticated clients (/health).
@@ -148,3 +152,22 @@ class StoreFailed(BaseException):
     def __init__(self, cause: BaseException) -> None:
         self.cause = cause
         super().__init__(str(cause))
+
+class MissingDriver(StoreError):
+    """A server engine's driver is not installed: names the extra that brings it."""
+
+    def __init__(self, database: str, engine: str, module: str) -> None:
+        from .store.url import EXTRAS
+
+        self.extra = EXTRAS[engine]
+        super().__init__(database, f"the {module} driver is not installed: pip install 'run-cron[{self.extra}]'")
+
+
+class SchemaOutdated(StoreError):
+    """The database's schema is older than this run-cron's: `run-cron migrate` upgrades it."""
+
+    def __init__(self, database: str, found: int, expected: int) -> None:
+        self.found = found
+        self.expected = expected
+        super().__init__(database, f"schema version {found} is older than this run-cron's ({expected}): "
+                                   "run `run-cron migrate` to upgrade it")

@@ -25,6 +25,10 @@ def open_fast(path: str, busy_timeout: float = 10.0, synchronous: str = "NORMAL"
     Raises StoreError when the file cannot be opened as a database (unreadable, corrupt, read-only
     without its -shm file, full disk): the first statement is where SQLite finds out.
     """
+    if "://" in path:  # a server engine: a connection through its driver, read and written the same way
+        from .store.server import open_fast as open_server
+
+        return open_server(path, busy_timeout)  # type: ignore[return-value]
     if not os.path.exists(path):
         return None
     try:
@@ -101,12 +105,16 @@ def tick_file(database: str) -> str:
     return database + "-tick"
 
 
-def record_tick(database: str, values: dict[str, object]) -> None:
+def record_tick(database: str, values: dict[str, object], connection: object = None) -> None:
     """Store facts about the last tick (`tick.started`, `tick.finished`, ...) for health and status.
 
     A small file replaced atomically, not a database row: writing the database on an idle tick would
-    cost it a WAL checkpoint with an fsync when the connection closes, 1,440 times a day.
+    cost it a WAL checkpoint with an fsync when the connection closes, 1,440 times a day. On a server
+    engine a table instead, so every host sees every host's ticks (through `connection` if given).
     """
+    if "://" in database:
+        _with_server(database, connection, "record_tick", values)
+        return
     path = tick_file(database)
     temporary = f"{path}.{os.getpid()}"
     try:
@@ -121,13 +129,13 @@ def record_tick(database: str, values: dict[str, object]) -> None:
         raise
 
 
-def last_tick_started(database: str, now: float) -> Optional[float]:
+def last_tick_started(database: str, now: float, connection: object = None) -> Optional[float]:
     """When the last tick started, for `[http] min_interval`; None before the first (or if unreadable).
 
     A start in the future is clock skew (the clock stepped back since): logged and treated as now, so
     the HTTP trigger waits `min_interval`, not until the clock catches up.
     """
-    text = read_tick(database).get("tick.started")
+    text = read_tick(database, connection).get("tick.started")
     try:
         started = float(text) if text else None
     except ValueError:
@@ -141,12 +149,14 @@ def last_tick_started(database: str, now: float) -> Optional[float]:
     return started
 
 
-def read_tick(database: str) -> dict[str, str]:
+def read_tick(database: str, connection: object = None) -> dict[str, str]:
     """The facts `record_tick` stored last; {} before the first tick.
 
     Garbage in the file reads as missing values (never a decoding error); a file that exists but cannot
     be read raises StoreError.
     """
+    if "://" in database:
+        return _with_server(database, connection, "read_tick")  # type: ignore[return-value]
     path = tick_file(database)
     try:
         with open(path, encoding="utf-8", errors="replace") as handle:
@@ -156,3 +166,18 @@ def read_tick(database: str) -> dict[str, str]:
     except OSError as exc:
         raise StoreError(database, f"cannot read {path}: {exc.strerror or exc}") from exc
     return dict(line.split("=", 1) for line in lines if "=" in line)
+
+
+def _with_server(database: str, connection: object, name: str, *args: object) -> object:
+    """Call store.server's `name` on `connection`, or on a connection of its own; StoreError on failure."""
+    from .store import server
+
+    own = connection is None
+    conn = server.open_fast(database) if own else connection
+    try:
+        return getattr(server, name)(conn, *args)
+    except sqlite3.Error as exc:
+        raise StoreError(database, exc) from exc
+    finally:
+        if own:
+            conn.close()  # type: ignore[attr-defined]

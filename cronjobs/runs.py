@@ -103,7 +103,16 @@ def backoff_delay(attempts: int, base: float) -> float:
 
 
 class Runs:
-    """Run state changes on one SQLite connection (autocommit mode, explicit BEGIN IMMEDIATE)."""
+    """Run state changes on one SQLite connection (autocommit mode, explicit BEGIN IMMEDIATE).
+
+    The statements a server engine needs in its own form (the claim's row locks, the runner's
+    token, which pending runs are orphans) are the hooks `store.server.ServerRuns` overrides.
+    """
+
+    _mark_claimed = (
+        "UPDATE message SET status = 'pending', started_at = ?, attempt_started_at = ?, attempt_seq = seq WHERE id = ?"
+    )
+    _mark_started = "UPDATE message SET status = 'pending', attempt_started_at = ?, attempt_seq = seq WHERE id = ?"
 
     def __init__(self, connection: sqlite3.Connection, retry_backoff: float = 60.0,
                  board: Optional[Board] = None) -> None:
@@ -111,6 +120,27 @@ class Runs:
         self.retry_backoff = retry_backoff
         self.board = board or Board()
         self._completed: list[tuple[Run, float]] = []  # completions not yet committed
+
+    def _claim_sql(self, excluded_types: int, limit: int, excluded_ids: int) -> str:
+        return claim_sql(excluded_types, limit, excluded_ids)
+
+    def _mark_claimed_rows(self, claimed: list[Run], now: float) -> None:
+        self.db.executemany(self._mark_claimed, [(run.started_at, now, run.id) for run in claimed])
+
+    def _complete_rows(self, rows: list[tuple[float, int]]) -> None:
+        """Mark runs completed: (finished_at, id) each, if still pending (not cancelled meanwhile)."""
+        self.db.executemany(
+            "UPDATE message SET status = 'completed', progress = 100, finished_at = ?, "
+            "attempt_started_at = NULL WHERE id = ? AND status = 'pending'",
+            rows,
+        )
+
+    def _pending_rows(self) -> list[tuple[Any, ...]]:
+        """Runs left pending by a dead worker (here: all, as the supervisor lock proves)."""
+        return self.db.execute(  # type: ignore[no-any-return]
+            f"SELECT {_RUN_COLUMNS}, attempt_started_at, attempt_seq FROM message "
+            "WHERE status = 'pending' ORDER BY id"
+        ).fetchall()
 
     # -- transactions -------------------------------------------------------------------------
 
@@ -134,16 +164,12 @@ class Runs:
         ids = tuple(exclude_ids)
 
         def write() -> list[Run]:
-            sql = claim_sql(len(excluded), limit, len(ids))
+            sql = self._claim_sql(len(excluded), limit, len(ids))
             rows = self.db.execute(sql, (now, *excluded, *ids)).fetchall()
             claimed = [Run.from_row(row, now) for row in rows]
             self.board.set_claimed(run.id for run in claimed)
             if claimed:
-                self.db.executemany(
-                    "UPDATE message SET status = 'pending', started_at = ?, attempt_started_at = ?, "
-                    "attempt_seq = seq WHERE id = ?",
-                    [(run.started_at, now, run.id) for run in claimed],
-                )
+                self._mark_claimed_rows(claimed, now)
             return claimed
 
         return self._finish(write)
@@ -159,8 +185,9 @@ class Runs:
         if ids:
             self._finish(lambda: self.db.executemany(
                 # started_at equal to this claim's time was set by this claim: the message never ran.
-                "UPDATE message SET status = 'new', attempt_started_at = NULL, started_at = CASE "
-                "WHEN started_at = attempt_started_at THEN NULL ELSE started_at END "
+                # started_at first: MariaDB assigns left to right and reads the new values after.
+                "UPDATE message SET status = 'new', started_at = CASE "
+                "WHEN started_at = attempt_started_at THEN NULL ELSE started_at END, attempt_started_at = NULL "
                 "WHERE id = ? AND status = 'pending'",
                 ids,
             ))
@@ -187,10 +214,7 @@ class Runs:
                 self.db.execute("UPDATE job_state SET current = ? WHERE name = ?", (uuid, job_name))
             run = Run.from_row(row, now)
             self.board.set_claimed([run.id])
-            self.db.execute(
-                "UPDATE message SET status = 'pending', attempt_started_at = ?, attempt_seq = seq WHERE id = ?",
-                (now, run.id),
-            )
+            self.db.execute(self._mark_started, (now, run.id))
             return run
 
         return self._finish(write)
@@ -287,11 +311,7 @@ class Runs:
                 f"SELECT id FROM message WHERE id IN ({', '.join('?' * len(chunk))}) AND status != 'pending'",
                 chunk,
             ))
-        self.db.executemany(
-            "UPDATE message SET status = 'completed', progress = 100, finished_at = ?, "
-            "attempt_started_at = NULL WHERE id = ? AND status = 'pending'",
-            [(now, run.id) for run, now in self._completed if run.id not in cancelled],
-        )
+        self._complete_rows([(now, run.id) for run, now in self._completed if run.id not in cancelled])
         self.db.executemany(
             "INSERT INTO attempt (message_id, number, started_at, finished_at, outcome, seq_start) "
             "VALUES (?, ?, ?, ?, ?, ?)",
@@ -436,10 +456,7 @@ class Runs:
         done_ids = set(board.done) if board is not None else set()
         claimed_ids = set(board.claimed) if board is not None else set()
         settled: list[tuple[Run, str]] = []
-        rows = self.db.execute(
-            f"SELECT {_RUN_COLUMNS}, attempt_started_at, attempt_seq FROM message "
-            "WHERE status = 'pending' ORDER BY id"
-        ).fetchall()
+        rows = self._pending_rows()
         message = why or f"stopped: {'the time limit was reached' if reason == 'timeout' else 'the worker died'}"
         for row in rows:
             run = Run.from_row(row, now)

@@ -21,7 +21,7 @@ from .registry import Job, Registry
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1  # kept equal to store.SCHEMA_VERSION (checked by a test) without importing peewee
+SCHEMA_VERSION = 2  # kept equal to store.SCHEMA_VERSION (checked by a test) without importing peewee
 
 
 def soft_margin(time_limit: float) -> float:
@@ -161,11 +161,15 @@ def run_tick(
     if not lock.acquire():
         log.debug("another tick holds %s; nothing to do", config.lock_file)
         return result
+    server = "://" in config.database
     try:
         fast = _open_fast(config)
         try:
+            # Several hosts: the one whose session gets the cluster-wide lock runs the periodic jobs in
+            # this tick. The session is this connection, held until the tick ends (or its process dies).
+            periodic = _scheduler_lock(fast) if server else True
             if min_interval:
-                last = last_tick_started(config.database, result.started_at)
+                last = last_tick_started(config.database, result.started_at, fast)
                 wait = last + min_interval - result.started_at if last is not None else 0.0
                 if wait > 0:
                     result.status, result.retry_after = "too_soon", wait
@@ -173,12 +177,12 @@ def run_tick(
             tz_key = config.tz_key  # the schedule key's zone: str(config.tz), without loading the zone
             cli = trigger != "http"  # an HTTP tick never runs cli_only jobs or handlers: they cannot make it busy
             jobs = [(job.name, schedule_key(job.schedule, tz_key)) for job in registry.jobs.values()
-                    if cli or not job.cli_only]
+                    if periodic and (cli or not job.cli_only)]
             skip = () if cli else tuple(h.type for h in registry.handlers.values() if h.cli_only)
             if force is None and fast is not None and is_idle(fast, jobs, result.started_at, SCHEMA_VERSION, skip):
                 result.status = "idle"
             else:
-                if fast is not None:
+                if fast is not None and not server:
                     fast.close()
                     fast = None  # never carry an open SQLite connection across fork()
                 result.status = "ran"
@@ -186,16 +190,17 @@ def run_tick(
 
                 with interrupt.handling():  # a stop signal ends the tick cleanly (only here: idle ticks stay lean)
                     _supervise(config, registry, result, config.tz, force, trigger, soft_deadline,
-                               hard_deadline, on_event, lock, clock)
+                               hard_deadline, on_event, lock, clock, periodic, fast if server else None)
                     late = interrupt.received()
                 if result.interrupted is None and late is not None:  # after the worker had finished
                     result.interrupted = late
                     log.warning("stopped by %s as the tick ended; its work was done", interrupt.name(late))
-                fast = _open_fast(config)
+                if not server:
+                    fast = _open_fast(config)
             result.duration = time.monotonic() - began
             if fast is not None:
                 record_tick(config.database, dict(zip(TICK_KEYS, (
-                    result.started_at, clock(), round(result.duration, 3), result.outcome, trigger))))
+                    result.started_at, clock(), round(result.duration, 3), result.outcome, trigger))), fast)
         except (sqlite3.Error, OSError) as exc:  # OSError: the tick file beside it cannot be written
             raise StoreError(config.database, exc) from exc
         finally:
@@ -208,6 +213,17 @@ def run_tick(
 
         after_tick(config.ping_url, result.outcome)
     return result
+
+
+def _scheduler_lock(connection: Any) -> bool:
+    """True if this tick's session got the cluster-wide scheduler lock; else another host runs the
+    periodic jobs now and this one only drains the queue."""
+    from .store.server import SCHEDULER_LOCK
+
+    if connection.try_lock(SCHEDULER_LOCK):
+        return True
+    log.debug("another host runs the periodic jobs in this tick")
+    return False
 
 
 def _open_fast(config: Config) -> Optional[sqlite3.Connection]:
@@ -229,24 +245,37 @@ def _supervise(
     on_event: Callable[[dict[str, Any]], None],
     lock: SupervisorLock,
     clock: Callable[[], float],
+    periodic: bool = True,
+    session: Any = None,
 ) -> None:
     from .board import Board
     from .runs import Runs
 
     registry.validate()  # a bad cron expression is a configuration error, before any work starts
-    if not os.path.exists(config.database):
+    server = "://" in config.database
+    if not server and not os.path.exists(config.database):
         _prepare_store(config)  # create the schema here, so the worker is never cut mid-migration
+    runner = None
+    if server:
+        from .store.server import new_runner
+
+        runner = new_runner()  # the worker's token: the supervisor waits for its session to end after a kill
 
     def work(emit: Any) -> None:
         from .store import connect_store, translate_errors
         from .worker import Worker
 
         database, _ = connect_store(config.database, config.busy_timeout, config.synchronous)
-        runs = Runs(database.connection(), config.retry_backoff, board)
+        if server:
+            from .store.server import ServerRuns
+
+            runs: Runs = ServerRuns(database.connection(), config.retry_backoff, board, runner)
+        else:
+            runs = Runs(database.connection(), config.retry_backoff, board)
         with translate_errors(config.database):  # "database is locked" names the file, as elsewhere
             Worker(runs, registry, tz, retry_backoff=config.retry_backoff, deadline=soft_deadline,
                    trigger=trigger, force=force, emit=emit, clock=clock, abandoned=abandoned,
-                   stop_requested=board.stop_requested).run()
+                   stop_requested=board.stop_requested, periodic=periodic).run()
 
     # Shared with the worker: what it runs, what it only claimed, what it has not committed yet. In a
     # file, so that after a kill -9 of this process the next tick still knows (see board.py).
@@ -255,7 +284,8 @@ def _supervise(
     board.reset()
     try:
         _supervise_worker(config, registry, result, tz, board=board, work=work, on_event=on_event,
-                          lock=lock, clock=clock, hard_deadline=hard_deadline)
+                          lock=lock, clock=clock, hard_deadline=hard_deadline, runner=runner,
+                          keep_out=session.fileno() if session is not None else None)
     finally:
         board.close()
 
@@ -267,8 +297,13 @@ def board_file(config: Config) -> str:
 
 def _supervise_worker(config: Config, registry: Registry, result: TickResult, tz: Any, *, board: Any,
                       work: Callable[[Any], None], on_event: Callable[[dict[str, Any]], None],
-                      lock: SupervisorLock, clock: Callable[[], float], hard_deadline: Optional[float]) -> None:
-    """Fork the worker, hear its events, and settle what it left if it did not end cleanly."""
+                      lock: SupervisorLock, clock: Callable[[], float], hard_deadline: Optional[float],
+                      runner: Optional[str] = None, keep_out: Optional[int] = None) -> None:
+    """Fork the worker, hear its events, and settle what it left if it did not end cleanly.
+
+    `keep_out`: the socket of the session holding the cluster-wide lock, which no process a job
+    leaves behind may keep.
+    """
     from . import interrupt
     from .supervisor import supervise
 
@@ -280,9 +315,9 @@ def _supervise_worker(config: Config, registry: Registry, result: TickResult, tz
 
     for hook in registry.fork_hooks:
         hook()
-    fd = lock.fileno
+    fds = tuple(fd for fd in (lock.fileno, keep_out) if fd is not None)
     with interrupt.tick_running():
-        outcome = supervise(work, hard_deadline, handle, close_in_child=(fd,) if fd is not None else (),
+        outcome = supervise(work, hard_deadline, handle, close_in_child=fds,
                             ask_to_stop=board.request_stop)
         result.timed_out = outcome.timed_out
         result.interrupted = outcome.interrupted
@@ -305,7 +340,7 @@ def _supervise_worker(config: Config, registry: Registry, result: TickResult, tz
         elif not outcome.timed_out and not outcome.error:
             log.error("worker died (exit %s, signal %s)", outcome.exit_status, outcome.signal)
         settled, ended = _settle(config, registry, tz, reason, clock, board.read(), list(open_items),
-                                 result.started_at, why)
+                                 result.started_at, why, runner)
         _report_settled(result, open_items, settled, ended, why or (
             "stopped at the time limit" if reason == "timeout" else "the worker died"))
 
@@ -346,7 +381,7 @@ def _prepare_store(config: Config) -> None:
 
 
 def _settle(config: Config, registry: Registry, tz: Any, reason: str, clock: Callable[[], float],
-            board: Any, uuids: list[str], since: float, why: Optional[str] = None,
+            board: Any, uuids: list[str], since: float, why: Optional[str] = None, runner: Optional[str] = None,
             ) -> tuple[list[tuple[str, str, str, str]], dict[str, tuple[str, Optional[str]]]]:
     """Settle what the worker left pending; also how each run of `uuids` ended since `since`."""
     from .runs import Runs
@@ -356,8 +391,13 @@ def _settle(config: Config, registry: Registry, tz: Any, reason: str, clock: Cal
     if connection is None:
         return [], {}
     try:
-        settled = settle(Runs(connection, config.retry_backoff), registry.jobs, clock(), reason, tz,
-                         config.retry_backoff, board, why)
+        runs = Runs(connection, config.retry_backoff)
+        if runner is not None:  # a server: settle only what sessions that are gone left behind
+            from .store.server import ServerRuns, wait_for_runner_gone
+
+            wait_for_runner_gone(connection, runner)  # type: ignore[arg-type]
+            runs = ServerRuns(connection, config.retry_backoff)
+        settled = settle(runs, registry.jobs, clock(), reason, tz, config.retry_backoff, board, why)
         return [(run.uuid, run.kind, run.type, outcome) for run, outcome in settled], _ended(connection, uuids, since)
     finally:
         connection.close()

@@ -109,6 +109,7 @@ class Worker:
         clock: Callable[[], float] = time.time,
         stop_requested: Callable[[], bool] = lambda: False,
         abandoned: Optional[BoardState] = None,
+        periodic: bool = True,
     ) -> None:
         self.runs = runs
         self.registry = registry
@@ -121,6 +122,7 @@ class Worker:
         self.clock = clock
         self.stop_requested = stop_requested
         self.abandoned = abandoned  # the board a tick that died wholesale left, if trusted
+        self.periodic = periodic  # False: another host runs the periodic jobs in this tick (server engines)
         self.resumed: list[int] = []  # messages that asked to continue on the next tick
 
     def out_of_time(self) -> bool:
@@ -129,7 +131,8 @@ class Worker:
     def run(self) -> None:
         correct_skew(self.runs.db, self.clock())
         self.settle_abandoned()
-        self.run_periodic()
+        if self.periodic or self.force is not None:
+            self.run_periodic()
         if self.force is None:
             self.drain_queue()
 

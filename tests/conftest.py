@@ -51,9 +51,85 @@ def db(tmp_path):
     database.close()
 
 
+#: The engines a store test runs on (`any_db`); the servers are the ones .ci/services starts.
+ENGINES = ("sqlite", "postgresql", "mysql")
+SERVERS = {"postgresql": "postgresql://postgres@127.0.0.1:5432/test", "mysql": "mysql://root@127.0.0.1:3306/test"}
+
+
+def server_store(engine: str) -> Iterator[str]:
+    """A URL to an empty store of its own on the real server: a PostgreSQL schema (creating a database
+    costs a checkpoint there) or a MariaDB database; dropped afterwards. Skips with one line if the
+    server does not answer."""
+    import uuid as uuidlib
+
+    from cronjobs.errors import StoreError
+    from cronjobs.store.server import open_fast
+
+    name = f"rc_t_{uuidlib.uuid4().hex[:12]}"
+    try:
+        admin = open_fast(SERVERS[engine], 5.0)
+    except StoreError as exc:
+        pytest.skip(f"{engine} server not available ({exc.reason}); .ci/services starts it")
+    try:
+        if engine == "postgresql":
+            url = f"{SERVERS[engine]}?schema={name}"
+        else:
+            admin.execute_raw(f"CREATE DATABASE {name}")
+            url = SERVERS[engine].rsplit("/", 1)[0] + "/" + name
+        yield url
+    finally:
+        admin.execute_raw(f"DROP SCHEMA IF EXISTS {name} CASCADE" if engine == "postgresql"
+                          else f"DROP DATABASE IF EXISTS {name}")
+        admin.close()
+
+
+def store_address(engine: str, tmp_path: Path) -> Iterator[str]:
+    if engine == "sqlite":
+        yield str(tmp_path / "db.sqlite3")
+    else:
+        yield from server_store(engine)
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request):
+    return request.param
+
+
+@pytest.fixture
+def any_db(engine, tmp_path):
+    """`db` on each engine in turn: a module overrides `db` with it to run its tests on all three."""
+    for address in store_address(engine, tmp_path):
+        database, models = connect_store(address)
+        yield database
+        database.close()
+
+
+def address_of(database: Any) -> str:
+    """The path or URL `connect_store` opened `database` from."""
+    return getattr(database, "url", None) or database.database
+
+
+def make_runs(database: Any, retry_backoff: float = 0, **options: Any) -> Runs:
+    """Runs on the engine's own hot path (ServerRuns on a server: row locks, the runner's token)."""
+    if getattr(database, "is_server", False):
+        from cronjobs.store.server import ServerRuns, open_fast
+
+        return ServerRuns(open_fast(database.url), retry_backoff, **options)
+    return Runs(database.connection(), retry_backoff, **options)
+
+
+def orphaned(runs: Runs, database: Any) -> Runs:
+    """Runs that see what `runs` left pending as a dead worker's: on SQLite the same (the supervisor
+    lock proves no worker runs); on a server, `runs`'s session is closed first, as a kill closes it."""
+    if getattr(database, "is_server", False):
+        runs.db.close()
+        return make_runs(database)
+    return runs
+
+
 @pytest.fixture
 def runs(db):
-    return Runs(db.connection(), retry_backoff=0)
+    return make_runs(db)
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""`ctx`: progress curve, checkpoints, warnings, deadlines."""
+"""`ctx`: progress curve, checkpoints, warnings, deadlines (the store parts on each engine)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,11 @@ import pytest
 from cronjobs.context import Context, compute_progress
 from cronjobs.errors import Cancelled
 from cronjobs.queue import Queue
+
+
+@pytest.fixture
+def db(any_db):
+    return any_db
 
 
 def test_progress_with_a_known_total():

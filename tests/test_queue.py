@@ -1,4 +1,4 @@
-"""The queue API as a web application uses it, on a real SQLite file."""
+"""The queue API as a web application uses it, on each engine: SQLite, PostgreSQL and MariaDB."""
 
 from __future__ import annotations
 
@@ -7,10 +7,16 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from conftest import address_of
 
 import cronjobs
 from cronjobs.errors import AttachmentNotFound, InvalidPayload, InvalidState, MessageNotFound
 from cronjobs.queue import Queue
+
+
+@pytest.fixture
+def db(any_db):
+    return any_db
 
 
 def test_enqueue_and_get(queue):
@@ -143,8 +149,8 @@ def test_enqueue_from_inside_a_handler(queue, runs):
     assert queue.get(child).payload == {"chunk": 2}
 
 
-def test_runs_share_the_connection_without_locking(queue, runs, tmp_path):
-    other = Queue(cronjobs.connect(database=str(tmp_path / "db.sqlite3")).database)
+def test_runs_share_the_connection_without_locking(queue, runs, db):
+    other = Queue(cronjobs.connect(database=address_of(db)).database)
     run = runs.claim_message(time.time()) if queue.enqueue("a") else None
     other.enqueue("b")  # a second connection writes while the first holds a claimed run
     runs.complete(run, time.time())

@@ -1,4 +1,4 @@
-"""The worker in-process on a real SQLite file: execution path, retries, recovery, periodic runs."""
+"""The worker in-process on each engine (SQLite, PostgreSQL, MariaDB): execution, retries, recovery, periodic."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import subprocess
 import sys
 import time
 
-from conftest import cli_env
+import pytest
+from conftest import cli_env, orphaned
 
 import cronjobs
 from cronjobs.board import BoardState
@@ -16,6 +17,11 @@ from cronjobs.schedule import get_timezone
 from cronjobs.worker import Worker
 
 TZ = get_timezone("Europe/Berlin")
+
+
+@pytest.fixture
+def db(any_db):
+    return any_db
 
 
 def make_worker(runs, registry, **options):
@@ -113,14 +119,14 @@ def test_soft_deadline_stops_claiming(runs, registry, queue):
     assert queue.counts()["new"] == 3
 
 
-def test_recover_continues_a_run_with_progress_and_charges_one_without(runs, queue):
+def test_recover_continues_a_run_with_progress_and_charges_one_without(runs, queue, db):
     a, b = queue.enqueue("t", max_attempts=2), queue.enqueue("t", max_attempts=1)
     from cronjobs.context import Context
 
     progressed = runs.claim_message(time.time())
     Context(runs, progressed).checkpoint(offset=5)
     runs.claim_message(time.time())
-    settled = {run.uuid: outcome for run, outcome in runs.recover(time.time(), "timeout")}
+    settled = {run.uuid: outcome for run, outcome in orphaned(runs, db).recover(time.time(), "timeout")}
     assert settled == {a: "continued", b: "timeout"}
     assert (queue.get(a).status, queue.get(a).attempts_used, queue.get(a).offset) == ("new", 0, 5)
     assert (queue.get(b).status, queue.get(b).attempts) == ("failed", 1)

@@ -366,3 +366,56 @@ def purge(state: State, config_path: Optional[str], failed: bool) -> None:
         click.echo(f"run-cron: deleted {pruned.messages} finished message(s) and {pruned.job_runs} job run(s) "
                    f"older than {config.retention_days:g} days"
                    + (f", and {failed_count} failed message(s)" if failed else ""))
+
+
+@command()
+@common_options
+@click.pass_obj
+def migrate(state: State, config_path: Optional[str]) -> None:
+    """Create the store's tables, or upgrade them to this version of run-cron, and say what was done.
+
+    Ticks never upgrade an existing store themselves: on an older schema they stop and ask for this.
+    """
+    from ..store import SCHEMA_VERSION, upgrade
+    from ..store.url import redact
+
+    config = state.config(config_path, load_jobs=False)
+    before, after = upgrade(config.database, config.busy_timeout, config.synchronous)
+    name = redact(config.database)
+    if before == after:
+        click.echo(f"run-cron: {name}: schema version {after} is current; nothing to do")
+    elif before == 0:
+        click.echo(f"run-cron: {name}: created the schema at version {after}")
+    else:
+        click.echo(f"run-cron: {name}: upgraded the schema from version {before} to {after}")
+    if after != SCHEMA_VERSION:  # pragma: no cover - migrate raises before
+        raise CliError(f"{name}: schema version {after}, expected {SCHEMA_VERSION}")
+
+
+@command()
+@common_options
+@json_option
+@click.pass_obj
+def doctor(state: State, config_path: Optional[str], as_json: bool) -> None:
+    """Check the store and this host, and say what is wrong and what to do. Exit codes as for status.
+
+    Engine and version, FOR UPDATE SKIP LOCKED, clock skew against the database server, SQLite on a
+    network filesystem, the lock directory, file modes, the schema version.
+    """
+    from ..doctor import diagnose, worst
+    from ..status import LABELS
+
+    config = state.config(config_path, load_jobs=False)
+    findings = diagnose(config)
+    code = worst(findings)
+    if as_json:
+        import json
+
+        click.echo(json.dumps({"status": LABELS[code], "code": code,
+                               "checks": [finding.to_json() for finding in findings]}, indent=2))
+    else:
+        for finding in findings:
+            click.echo(f"{LABELS[finding.level]:<8} {finding.check}: {finding.text}")
+            if finding.fix:
+                click.echo(f"         fix: {finding.fix}")
+    sys.exit(code)

@@ -1,13 +1,22 @@
 """The store: one schema (models.py) and one module per database engine behind a small interface.
 
-Callers use `connect_store`, `migrate`, `schema_version`, `transaction` and `translate_errors`;
-the engine module a database name selects does the rest.
+`connect_store(database)` opens an SQLite file (sqlite.py) or a server URL (server.py with
+postgresql.py or mysql.py) and returns (database, models); `open_fast` (in cronjobs.idle) returns
+a plain DB-API connection for the hot path and the read paths. The names are loaded on first use,
+so that importing `cronjobs.store.url` on an idle tick costs no peewee import.
 """
 
 from __future__ import annotations
 
-from .models import SCHEMA_VERSION, Models, make_models
-from .sqlite import connect_store, migrate, open_database, schema_version, transaction, translate_errors
+from typing import Any
+
+_NAMES = {
+    "SCHEMA_VERSION": "models",
+    "Models": "models",
+    "make_models": "models",
+    "open_database": "sqlite",
+    "transaction": "sqlite",
+}
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -19,4 +28,72 @@ __all__ = [
     "schema_version",
     "transaction",
     "translate_errors",
+    "upgrade",
 ]
+
+
+def connect_store(database: str, busy_timeout: float = 10.0, synchronous: str = "NORMAL",
+                  upgrade: bool = False) -> tuple[Any, Any]:
+    """Open `database` (an SQLite path or a server URL) with its bound models.
+
+    A new database gets the current schema; an older one raises SchemaOutdated unless `upgrade`
+    (what `run-cron migrate` passes).
+    """
+    if "://" in database:
+        from . import server
+
+        return server.connect_store(database, busy_timeout, synchronous, upgrade=upgrade)
+    from . import sqlite
+
+    return sqlite.connect_store(database, busy_timeout, synchronous, upgrade=upgrade)
+
+
+def upgrade(database: str, busy_timeout: float = 10.0, synchronous: str = "NORMAL") -> tuple[int, int]:
+    """`run-cron migrate`: create or upgrade the schema; returns (version before, version after)."""
+    from ..idle import open_fast
+
+    connection = open_fast(database, busy_timeout, synchronous)
+    before = 0
+    if connection is not None:
+        try:
+            before = int(connection.execute("PRAGMA user_version").fetchone()[0])
+        finally:
+            connection.close()
+    with translate_errors(database):
+        store, models = connect_store(database, busy_timeout, synchronous, upgrade=True)
+        try:
+            after = schema_version(store)
+        finally:
+            store.close()
+    return before, after
+
+
+def translate_errors(database: str) -> Any:
+    """Driver errors (locked, unwritable, corrupt, unreachable) become one StoreError naming the store."""
+    from .sqlite import translate_errors as translate
+
+    return translate(database)
+
+
+def migrate(database: Any, models: Any) -> int:
+    """Bring `database` (as connect_store returned it) to the current schema; returns the version."""
+    from . import server, sqlite
+
+    engine = server if getattr(database, "is_server", False) else sqlite
+    return engine.migrate(database, models)  # type: ignore[attr-defined, no-any-return]
+
+
+def schema_version(database: Any) -> int:
+    from . import server, sqlite
+
+    engine = server if getattr(database, "is_server", False) else sqlite
+    return engine.schema_version(database)  # type: ignore[attr-defined, no-any-return]
+
+
+def __getattr__(name: str) -> Any:
+    module = _NAMES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    return getattr(import_module(f"{__name__}.{module}"), name)

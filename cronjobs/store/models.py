@@ -12,7 +12,7 @@ from typing import Any
 import peewee as pw
 
 #: Bumped by every release that changes the tables; `migrate` brings older files up to date.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 @dataclass
@@ -38,56 +38,63 @@ class Models:
 
 
 def make_models(database: pw.Database) -> Models:
-    """Model classes bound to `database` (no module-global database, as in huey's SqlHuey)."""
+    """Model classes bound to `database` (no module-global database, as in huey's SqlHuey).
+
+    Columns that are indexed are VARCHAR(255) (MariaDB cannot index TEXT) and times are DOUBLE (a
+    FLOAT is single precision on the servers); SQLite stores both as before.
+    """
 
     class Base(pw.Model):
         class Meta:
             legacy_table_names = False
 
     class JobState(Base):
-        name = pw.TextField(primary_key=True)
+        name = pw.CharField(max_length=255, primary_key=True)
         schedule = pw.TextField()  # schedule and time zone the cached next_due was computed for
-        first_seen = pw.FloatField()
-        last_run = pw.FloatField(null=True)  # start of the most recent finished run
-        last_finished = pw.FloatField(null=True)
+        first_seen = pw.DoubleField()
+        last_run = pw.DoubleField(null=True)  # start of the most recent finished run
+        last_finished = pw.DoubleField(null=True)
         last_outcome = pw.TextField(null=True)
         last_error = pw.TextField(null=True)
         failures = pw.IntegerField(default=0)
-        next_due = pw.FloatField(null=True)  # read by the idle check, which never parses a schedule
+        next_due = pw.DoubleField(null=True)  # read by the idle check, which never parses a schedule
         current = pw.TextField(null=True)  # uuid of a run that has not finished (resumed first)
 
     class Message(Base):
-        uuid = pw.TextField(unique=True)
-        kind = pw.TextField(default="message")  # "message", or "job" for a periodic job's run
-        type = pw.TextField()
+        uuid = pw.CharField(max_length=255, unique=True)
+        kind = pw.CharField(max_length=255, default="message")  # "message", or "job": a periodic job's run
+        type = pw.CharField(max_length=255)
         payload = pw.TextField(null=True)  # JSON
-        status = pw.TextField(default="new")
+        status = pw.CharField(max_length=255, default="new")
         priority = pw.IntegerField(default=0)
-        run_at = pw.FloatField()
-        key = pw.TextField(null=True)
-        owner = pw.TextField(null=True)
+        run_at = pw.DoubleField()
+        key = pw.CharField(max_length=255, null=True)
+        owner = pw.CharField(max_length=255, null=True)
         attempts = pw.IntegerField(default=0)  # attempts used up; a continuation uses none
         max_attempts = pw.IntegerField(default=3)
         offset_json = pw.TextField(null=True)
         state_json = pw.TextField(null=True)
         seq = pw.IntegerField(default=0)  # checkpoint counter: did a cut run make progress?
-        done = pw.FloatField(null=True)
-        total = pw.FloatField(null=True)
-        progress = pw.FloatField(default=0)
+        done = pw.DoubleField(null=True)
+        total = pw.DoubleField(null=True)
+        progress = pw.DoubleField(default=0)
         error = pw.TextField(null=True)  # the last error, one line
-        created_at = pw.FloatField()
-        started_at = pw.FloatField(null=True)
-        finished_at = pw.FloatField(null=True)
+        created_at = pw.DoubleField()
+        started_at = pw.DoubleField(null=True)
+        finished_at = pw.DoubleField(null=True)
         # The attempt under way (its `attempt` row is written when it ends): when it began and the
         # checkpoint counter then, so recovery can tell a cut run that progressed from one that did not.
-        attempt_started_at = pw.FloatField(null=True)
+        attempt_started_at = pw.DoubleField(null=True)
         attempt_seq = pw.IntegerField(null=True)
+        # Server engines: the worker that claimed it, whose database session holds a lock of that name
+        # while it lives (see store/server.py). SQLite's single supervisor lock makes it unneeded there.
+        runner = pw.CharField(max_length=64, null=True)
 
     class Attempt(Base):
         message = pw.ForeignKeyField(Message, on_delete="CASCADE", backref="attempt_rows")
         number = pw.IntegerField()
-        started_at = pw.FloatField()
-        finished_at = pw.FloatField(null=True)
+        started_at = pw.DoubleField()
+        finished_at = pw.DoubleField(null=True)
         outcome = pw.TextField(null=True)  # completed, failed, timeout, continued, crashed, retry, ...
         error = pw.TextField(null=True)
         traceback = pw.TextField(null=True)
@@ -95,14 +102,14 @@ def make_models(database: pw.Database) -> Models:
 
     class Warning(Base):
         message = pw.ForeignKeyField(Message, on_delete="CASCADE", backref="warning_rows")
-        at = pw.FloatField()
+        at = pw.DoubleField()
         text = pw.TextField()
 
     class Attachment(Base):
         message = pw.ForeignKeyField(Message, on_delete="CASCADE", backref="attachment_rows")
-        name = pw.TextField()
+        name = pw.CharField(max_length=255)
         size = pw.IntegerField(default=0)
-        created_at = pw.FloatField()
+        created_at = pw.DoubleField()
 
         class Meta:
             indexes = ((("message", "name"), True),)

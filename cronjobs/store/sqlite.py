@@ -12,7 +12,7 @@ from typing import Iterator
 
 import peewee as pw
 
-from ..errors import StoreError, StoreFailed
+from ..errors import SchemaOutdated, StoreError, StoreFailed
 from ..files import create_private
 from .models import SCHEMA_VERSION, Models, make_models
 
@@ -40,7 +40,13 @@ def _migrate_to_1(database: pw.Database, models: Models) -> None:
         database.execute_sql(statement)
 
 
-_MIGRATIONS = {1: _migrate_to_1}
+def _migrate_to_2(database: pw.Database, models: Models) -> None:
+    columns = {row[1] for row in database.execute_sql("PRAGMA table_info(message)")}
+    if "runner" not in columns:  # a file created at version 2 has it from the models
+        database.execute_sql("ALTER TABLE message ADD COLUMN runner VARCHAR(64)")
+
+
+_MIGRATIONS = {1: _migrate_to_1, 2: _migrate_to_2}
 
 
 def open_database(path: str, busy_timeout: float = 10.0, synchronous: str = "NORMAL") -> pw.SqliteDatabase:
@@ -66,13 +72,21 @@ def open_database(path: str, busy_timeout: float = 10.0, synchronous: str = "NOR
 
 
 def connect_store(
-    path: str, busy_timeout: float = 10.0, synchronous: str = "NORMAL"
+    path: str, busy_timeout: float = 10.0, synchronous: str = "NORMAL", upgrade: bool = False
 ) -> tuple[pw.SqliteDatabase, Models]:
-    """Open `path`, create or migrate its schema, and return it with its bound models."""
+    """Open `path` and return it with its bound models; a new file gets the schema.
+
+    An older schema raises SchemaOutdated unless `upgrade` (`run-cron migrate`): upgrading is an
+    explicit step, so no tick changes the tables under a version of run-cron still running elsewhere.
+    """
     database = open_database(path, busy_timeout, synchronous)
     models = make_models(database)
     with translate_errors(path):
         database.connect(reuse_if_open=True)
+        version = schema_version(database)
+        if 0 < version < SCHEMA_VERSION and not upgrade:
+            database.close()
+            raise SchemaOutdated(path, version, SCHEMA_VERSION)
         migrate(database, models)
     return database, models
 

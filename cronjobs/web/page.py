@@ -94,7 +94,7 @@ def collect(config: Config, registry: Registry, guard: AbstractContextManager,
     data: dict[str, Any] = {"messages": [], "counts": {}, "meta": {}, "runs": {}, "types": [], "owners": []}
     with guard:
         data["jobs"] = job_rows(config, registry)
-        if os.path.exists(config.database):
+        if "://" in config.database or os.path.exists(config.database):
             database, models = connect_store(config.database, config.busy_timeout, config.synchronous)
             with Queue(database, models) as queue:
                 kind, owner = filters.get("type"), filters.get("owner")
@@ -351,7 +351,7 @@ def attachment(config: Config, rest: str, guard: AbstractContextManager) -> Resp
         name = name.encode("latin-1").decode("utf-8")  # PEP 3333 hands the path over as latin-1
     except (UnicodeEncodeError, UnicodeDecodeError):
         return error_response(404, "not found")
-    if not uuid or not name or not os.path.exists(config.database):
+    if not uuid or not name or ("://" not in config.database and not os.path.exists(config.database)):
         return error_response(404, "not found")
     with guard:
         database, models = connect_store(config.database, config.busy_timeout, config.synchronous)

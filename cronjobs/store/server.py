@@ -1,0 +1,466 @@
+"""Server engines (PostgreSQL, MariaDB/MySQL): connections, schema, tick facts and cluster-wide locks.
+
+The store's SQL is written once, for SQLite; `ServerConnection` offers the part of
+`sqlite3.Connection` the store uses and has the engine module (postgresql.py or mysql.py) rewrite
+each statement once per process. Driver errors are raised as the sqlite3 exception classes the
+callers already handle, so "no such table", integrity and operational errors read the same.
+
+Locks that die with their holder, like flock: PostgreSQL advisory locks and MariaDB/MySQL GET_LOCK,
+held by a database session. A tick's supervisor holds the scheduler lock on its own connection, which
+the worker does not use (one host runs the periodic jobs per tick); each worker holds a lock named
+after its runner token on the connection it writes with, and marks what it claims with that token.
+A pending message whose runner's lock can be taken has lost its session: it is settled like a run a
+kill cut. A worker that lost its session cannot commit any more either: its work is never settled twice.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+import time
+import uuid as uuidlib
+from types import ModuleType
+from typing import Any, Iterable, Iterator, Optional, Sequence
+
+from ..errors import MissingDriver, SchemaOutdated, StoreError
+from ..runs import _RUN_COLUMNS, Run, Runs
+from . import dialect
+from .models import SCHEMA_VERSION, Models, make_models
+from .url import Target, parse
+
+log = logging.getLogger(__name__)
+
+#: Held by the supervisor that runs the periodic jobs in this tick, cluster-wide.
+SCHEDULER_LOCK = "run-cron.scheduler"
+MIGRATE_LOCK = "run-cron.migrate"
+RUNNER_PREFIX = "run-cron.runner."
+
+_META_DDL = (
+    "CREATE TABLE IF NOT EXISTS run_cron_schema (version INTEGER NOT NULL)",
+    # The facts of the last tick of any host (`status`, `/health`, the HTTP trigger's min_interval).
+    "CREATE TABLE IF NOT EXISTS run_cron_tick (name VARCHAR(64) NOT NULL PRIMARY KEY, value VARCHAR(255))",
+)
+
+
+def engine_module(target: Target) -> ModuleType:
+    if target.engine == "postgresql":
+        from . import postgresql
+
+        return postgresql
+    from . import mysql
+
+    return mysql
+
+
+def open_raw(database: str, timeout: float = 10.0) -> tuple[ModuleType, Any, Target]:
+    """(engine module, DB-API connection in autocommit mode, target); StoreError if it cannot connect."""
+    try:
+        target = parse(database)
+    except ValueError as exc:
+        raise StoreError(database, exc) from None
+    engine = engine_module(target)
+    try:
+        raw = engine.connect(target, timeout)
+    except ImportError as exc:
+        raise MissingDriver(database, target.engine, engine.DRIVER) from exc
+    except Exception as exc:  # the drivers raise their own classes, and OSError for the socket
+        raise StoreError(database, f"cannot connect: {_one_line(exc)}") from None
+    return engine, raw, target
+
+
+def _one_line(exc: BaseException) -> str:
+    if exc.args and isinstance(exc.args[0], dict):  # pg8000's server error fields
+        return str(exc.args[0].get("M", exc))
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+_SINGLE_ROW_INSERT = re.compile(r"^(INSERT INTO \w+ \([\w, ]+\) VALUES )(\([?, ]+\))$")
+
+
+@functools.lru_cache(maxsize=512)
+def _translated(engine: ModuleType, sql: str) -> str:
+    return engine.translate(sql)  # type: ignore[no-any-return]
+
+
+class Cursor:
+    """The results of one statement, as sqlite3's cursor gives them (rows are tuples)."""
+
+    def __init__(self, cursor: Any, connection: ServerConnection) -> None:
+        self._cursor = cursor
+        self._connection = connection
+
+    def fetchone(self) -> Optional[tuple[Any, ...]]:
+        row = self._cursor.fetchone() if self._cursor.description else None
+        return None if row is None else tuple(row)
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        return [tuple(row) for row in self._cursor.fetchall()] if self._cursor.description else []
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        return iter(self.fetchall())
+
+    @property
+    def rowcount(self) -> int:
+        return int(self._cursor.rowcount)
+
+    @property
+    def lastrowid(self) -> int:
+        if self._connection.engine.ENGINE == "postgresql":  # the id this session's last INSERT drew
+            return int(self._connection.execute("SELECT lastval()").fetchone()[0])  # type: ignore[index]
+        return int(self._cursor.lastrowid)
+
+
+class _Rows:
+    """A result that needs no statement (PRAGMAs SQLite has and the servers do not)."""
+
+    def __init__(self, rows: Sequence[tuple[Any, ...]] = ()) -> None:
+        self.rows = list(rows)
+        self.rowcount = 0
+
+    def fetchone(self) -> Optional[tuple[Any, ...]]:
+        return self.rows[0] if self.rows else None
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        return self.rows
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        return iter(self.rows)
+
+
+class ServerConnection:
+    """The subset of sqlite3.Connection the store uses, on a server engine's connection."""
+
+    is_server = True
+
+    def __init__(self, engine: ModuleType, raw: Any, label: str) -> None:
+        self.engine = engine
+        self.raw = raw
+        self.label = label
+        self.in_transaction = False
+
+    def _special(self, sql: str) -> Optional[Any]:
+        word = sql.lstrip()[:6].upper()
+        if word == "BEGIN ":
+            self.in_transaction = True
+            return self._run(self.engine.BEGIN, ())
+        if word in ("COMMIT", "ROLLBA"):
+            self.in_transaction = False
+            return self._run(sql, ())
+        if word == "PRAGMA":
+            if "user_version" in sql and "=" not in sql:
+                return _Rows([(schema_version_of(self),)])
+            return _Rows()  # foreign_keys, synchronous, ...: always on, or not a server's business
+        return None
+
+    def _run(self, sql: str, params: Sequence[Any]) -> Cursor:
+        cursor = self.raw.cursor()
+        try:
+            cursor.execute(sql, tuple(params))
+        except self.engine.driver_errors() as exc:
+            raise self.engine.map_error(exc) from exc
+        return Cursor(cursor, self)
+
+    def execute(self, sql: str, params: Any = ()) -> Any:
+        special = self._special(sql) if sql[:1] in "BCRPbcrp " else None
+        if special is not None:
+            return special
+        if isinstance(params, dict):
+            sql, params = dialect.named_to_positional(sql, params)
+        return self._run(_translated(self.engine, sql), params)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Any:
+        rows = [tuple(row) for row in rows]
+        values = _SINGLE_ROW_INSERT.match(sql)
+        if values and rows:  # one multi-row INSERT per chunk: a round trip each, not one per row
+            width = len(rows[0])
+            per_statement = max(1, 30000 // max(width, 1))  # PostgreSQL takes at most 32,767 parameters
+            cursor: Any = _Rows()
+            for start in range(0, len(rows), per_statement):
+                chunk = rows[start:start + per_statement]
+                cursor = self.execute(values.group(1) + ", ".join([values.group(2)] * len(chunk)),
+                                      [value for row in chunk for value in row])
+            return cursor
+        cursor = self.raw.cursor()
+        try:
+            cursor.executemany(_translated(self.engine, sql), rows)
+        except self.engine.driver_errors() as exc:
+            raise self.engine.map_error(exc) from exc
+        return Cursor(cursor, self)
+
+    def execute_raw(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
+        """A statement in the engine's own dialect (DDL rendered by peewee, lock functions)."""
+        return self._run(sql, params)
+
+    def try_lock(self, name: str) -> bool:
+        cursor = self.raw.cursor()
+        try:
+            return bool(self.engine.try_lock(self.raw, cursor, name))
+        except self.engine.driver_errors() as exc:
+            raise self.engine.map_error(exc) from exc
+
+    def unlock(self, name: str) -> None:
+        cursor = self.raw.cursor()
+        try:
+            self.engine.unlock(self.raw, cursor, name)
+        except self.engine.driver_errors() as exc:
+            raise self.engine.map_error(exc) from exc
+
+    def fileno(self) -> Optional[int]:
+        """The session's socket, which a forked worker must close (see tick._supervise_worker)."""
+        return self.engine.socket_fd(self.raw)  # type: ignore[no-any-return]
+
+    def commit(self) -> None:
+        """Autocommit outside explicit transactions: nothing to do (sqlite3's signature)."""
+
+    def close(self) -> None:
+        try:
+            self.raw.close()
+        except Exception:  # a connection the server or the network already closed
+            pass
+
+
+def open_fast(database: str, busy_timeout: float = 10.0, synchronous: str = "NORMAL") -> ServerConnection:
+    """A connection for the idle check, the hot path and the read paths (never None: the database
+    exists on the server; a schema not created yet reads as "no such table", as on SQLite)."""
+    engine, raw, target = open_raw(database, busy_timeout)
+    return ServerConnection(engine, raw, target.label)
+
+
+def schema_version_of(connection: ServerConnection) -> int:
+    try:
+        row = connection.execute_raw("SELECT MAX(version) FROM run_cron_schema").fetchone()
+    except Exception as exc:
+        if "no such table" in str(exc):
+            return 0
+        raise
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+class ServerDatabase:
+    """What `connect_store` returns for a server: the parts of a peewee database the callers use."""
+
+    is_server = True
+
+    def __init__(self, url: str, busy_timeout: float) -> None:
+        self.url = url
+        self.busy_timeout = busy_timeout
+        self.database = parse(url).label  # what messages name: the URL without its password
+        self._connection: Optional[ServerConnection] = None
+
+    def bind(self, models: Any, bind_refs: bool = True, bind_backrefs: bool = True) -> None:
+        """Bind models (peewee's signature): to a peewee database of the engine that never connects."""
+        engine_module(parse(self.url)).peewee_database().bind(models, bind_refs, bind_backrefs)
+
+    def connection(self) -> ServerConnection:
+        if self._connection is None:
+            self._connection = open_fast(self.url, self.busy_timeout)
+        return self._connection
+
+    def execute_sql(self, sql: str, params: Any = ()) -> Any:
+        """A statement in the store's SQL (peewee's name for it)."""
+        return self.connection().execute(sql, params)
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+def connect_store(database: str, busy_timeout: float = 10.0, synchronous: str = "NORMAL",
+                  upgrade: bool = False) -> tuple[ServerDatabase, Models]:
+    """The server database with models bound to the engine's dialect; a new database gets the schema.
+
+    An older schema raises SchemaOutdated unless `upgrade` (`run-cron migrate`).
+    """
+    store = ServerDatabase(database, busy_timeout)
+    connection = store.connection()
+    models = make_models(store)  # type: ignore[arg-type]
+    version = schema_version_of(connection)
+    if 0 < version < SCHEMA_VERSION and not upgrade:
+        store.close()
+        raise SchemaOutdated(database, version, SCHEMA_VERSION)
+    if version != SCHEMA_VERSION:
+        migrate(store, models)
+    return store, models
+
+
+def schema_version(store: ServerDatabase) -> int:
+    return schema_version_of(store.connection())
+
+
+def _create_statements(models: Models) -> list[str]:
+    """The models' CREATE TABLE and index statements, rendered by peewee for the engine."""
+    statements = []
+    for model in models.all():
+        sql, _ = model._schema._create_table(safe=True).query()
+        statements.append(sql)
+        for index in model._schema._create_indexes(safe=True):
+            statements.append(index.query()[0])
+    return statements
+
+
+def migrate(store: ServerDatabase, models: Models) -> int:
+    """Create or upgrade the schema under a cluster-wide lock; returns the version.
+
+    PostgreSQL runs the DDL in one transaction; MariaDB commits each DDL statement, so a statement
+    that finds its work done (a column or index that exists) counts as done.
+    """
+    connection = store.connection()
+    engine = connection.engine
+    deadline = time.monotonic() + max(store.busy_timeout, 1.0)
+    while not connection.try_lock(MIGRATE_LOCK):
+        if time.monotonic() > deadline:
+            raise StoreError(store.url, "another process holds the migration lock")
+        time.sleep(0.05)
+    try:
+        for statement in _META_DDL:
+            connection.execute_raw(statement)
+        version = schema_version_of(connection)
+        if version > SCHEMA_VERSION:
+            raise StoreError(store.url, f"schema version {version} is newer than this run-cron understands "
+                                        f"({SCHEMA_VERSION})")
+        if version < SCHEMA_VERSION:
+            # Version 2 is the first server schema: every table at once.
+            transactional = engine.ENGINE == "postgresql"
+            if transactional:
+                connection.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in [*_create_statements(models), *engine.INDEXES]:
+                    _ddl(connection, statement)
+                connection.execute_raw("DELETE FROM run_cron_schema")
+                connection.execute_raw(f"INSERT INTO run_cron_schema (version) VALUES ({SCHEMA_VERSION})")
+            except BaseException:
+                if transactional:
+                    connection.execute("ROLLBACK")
+                raise
+            if transactional:
+                connection.execute("COMMIT")
+            log.info("store %s: schema created at version %d", store.database, SCHEMA_VERSION)
+        return SCHEMA_VERSION
+    finally:
+        connection.unlock(MIGRATE_LOCK)
+
+
+def _ddl(connection: ServerConnection, statement: str) -> None:
+    try:
+        connection.execute_raw(statement)
+    except Exception as exc:
+        cause = exc.__cause__
+        code = cause.args[0] if cause is not None and cause.args else None
+        if code not in getattr(connection.engine, "DDL_DONE", ()):
+            raise
+
+
+# -- tick facts ---------------------------------------------------------------------------------
+
+
+def record_tick(connection: ServerConnection, values: dict[str, object]) -> None:
+    """Store the last tick's facts in `run_cron_tick`, cluster-wide (one small upsert per fact)."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        connection.executemany(  # an upsert: hosts finishing ticks at once never collide
+            "INSERT INTO run_cron_tick (name, value) VALUES (?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            [(key, "" if value is None else str(value)) for key, value in values.items()],
+        )
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")
+
+
+def read_tick(connection: ServerConnection) -> dict[str, str]:
+    try:
+        return {name: value or "" for name, value in connection.execute("SELECT name, value FROM run_cron_tick")}
+    except Exception as exc:
+        if "no such table" in str(exc):
+            return {}
+        raise
+
+
+# -- cluster-wide locks -------------------------------------------------------------------------
+
+
+def new_runner() -> str:
+    return uuidlib.uuid4().hex
+
+
+class ServerRuns(Runs):
+    """Runs on a server engine: claims skip rows other hosts have locked, and carry this runner's token.
+
+    The runner's lock is taken on this connection when it is created and held for its lifetime.
+    """
+
+    def __init__(self, connection: Any, retry_backoff: float = 60.0, board: Any = None,
+                 runner: Optional[str] = None) -> None:
+        super().__init__(connection, retry_backoff, board)
+        self.runner = runner or new_runner()
+        if not connection.try_lock(RUNNER_PREFIX + self.runner):
+            raise StoreError(connection.label, f"runner {self.runner} is held by another session")
+        token = self.runner  # hex only: safe in the statement text, which is then cached once
+        self._mark_claimed = ("UPDATE message SET status = 'pending', started_at = ?, attempt_started_at = ?, "
+                              f"attempt_seq = seq, runner = '{token}' WHERE id = ?")
+        self._mark_started = (f"UPDATE message SET status = 'pending', attempt_started_at = ?, attempt_seq = seq, "
+                              f"runner = '{token}' WHERE id = ?")
+
+    def _claim_sql(self, excluded_types: int, limit: int, excluded_ids: int) -> str:
+        return super()._claim_sql(excluded_types, limit, excluded_ids) + " FOR UPDATE SKIP LOCKED"
+
+    # A statement per batch, not per row: each statement is a round trip to the server.
+
+    def _mark_claimed_rows(self, claimed: list[Run], now: float) -> None:
+        ids = [run.id for run in claimed]
+        self.db.execute(  # a run never started gets this claim's time, as Run.from_row has it
+            "UPDATE message SET status = 'pending', started_at = COALESCE(started_at, ?), attempt_started_at = ?, "
+            f"attempt_seq = seq, runner = '{self.runner}' WHERE id IN ({', '.join('?' * len(ids))})",
+            (now, now, *ids),
+        )
+
+    def _complete_rows(self, rows: list[tuple[float, int]]) -> None:
+        when = f"WHEN ? THEN CAST(? AS {self.db.engine.DOUBLE})"  # type: ignore[attr-defined]
+        for start in range(0, len(rows), 500):
+            chunk = rows[start:start + 500]
+            self.db.execute(
+                "UPDATE message SET status = 'completed', progress = 100, finished_at = CASE id "
+                f"{' '.join(when for _ in chunk)} END, attempt_started_at = NULL "
+                f"WHERE id IN ({', '.join('?' * len(chunk))}) AND status = 'pending'",
+                (*[value for finished, run_id in chunk for value in (run_id, finished)],
+                 *[run_id for _, run_id in chunk]),
+            )
+
+    def _pending_rows(self) -> list[tuple[Any, ...]]:
+        """Pending runs whose runner's session is gone (its lock could be taken), this one's excluded.
+
+        The locks taken here are held until the connection closes, so that runner cannot come back.
+        """
+        runners = [runner for (runner,) in self.db.execute(
+            "SELECT DISTINCT runner FROM message WHERE status = 'pending'").fetchall()]
+        dead = [runner for runner in runners
+                if runner != self.runner and (runner is None or self.db.try_lock(RUNNER_PREFIX + runner))]  # type: ignore[attr-defined]
+        if not dead:
+            return []
+        rows = []
+        for runner in dead:
+            where = "runner IS NULL" if runner is None else "runner = ?"
+            rows += self.db.execute(
+                f"SELECT {_RUN_COLUMNS}, attempt_started_at, attempt_seq FROM message "
+                f"WHERE status = 'pending' AND {where} ORDER BY id", () if runner is None else (runner,)
+            ).fetchall()
+        return sorted(rows, key=lambda row: row[0])
+
+
+def wait_for_runner_gone(connection: ServerConnection, runner: str, timeout: float = 3.0) -> bool:
+    """After killing its worker: wait until the server has noticed the worker's session is gone."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if connection.try_lock(RUNNER_PREFIX + runner):
+            connection.unlock(RUNNER_PREFIX + runner)
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+
+
+__all__ = ["Run", "ServerConnection", "ServerRuns", "connect_store", "migrate", "open_fast"]
