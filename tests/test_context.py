@@ -99,14 +99,19 @@ def test_a_total_of_0_is_an_unknown_total_not_a_division_by_zero(db, runs):
     assert queue.get(uuid).progress == pytest.approx(20.0)
 
 
-def test_a_store_that_cannot_be_written_is_not_the_handler_failing(db, runs, tmp_path):
+def test_a_store_that_cannot_be_written_is_not_the_handler_failing(tmp_path):
     """A full disk or I/O error under ctx raises StoreFailed, which `except Exception` does not catch;
-    the worker records no failure for it (the tick stops with a store error, see test_hostile_host)."""
+    the worker records no failure for it (the tick stops with a store error, see test_hostile_host).
+    On SQLite, where a read-only connection stands for a store that cannot be written."""
     import sqlite3
 
     from cronjobs.errors import StoreFailed
     from cronjobs.runs import Runs
+    from cronjobs.store import connect_store
     from cronjobs.worker import execute
+
+    db, _ = connect_store(str(tmp_path / "db.sqlite3"))
+    runs = Runs(db.connection(), retry_backoff=0)
 
     queue = Queue(db)
     uuid = queue.enqueue("t")
