@@ -393,7 +393,8 @@ def make_server(app: Callable[..., Any], host: str = "127.0.0.1", port: int = 80
         def log_request(self, code: Any = "-", size: Any = "-") -> None:
             # `command` and `path` are unset when the request line could not be parsed
             log.info("%s %s %s %s", self.address_string(), printable(getattr(self, "command", None) or "-"),
-                     loggable_target(getattr(self, "path", None), secrets()), code)
+                     loggable_target(getattr(self, "path", None), secrets()),
+                     int(code) if isinstance(code, int) else code)  # HTTPStatus prints its name before 3.11
 
         def log_error(self, format: str, *args: Any) -> None:
             """Dropped: send_error's messages quote the raw request line; log_request logs the status."""

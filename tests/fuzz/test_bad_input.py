@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -29,6 +30,18 @@ from cronjobs.web import make_app
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 FEW = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _cronjobs_logger_restored():
+    """The CLI, invoked in this process, points the `cronjobs` logger at its own stderr handler and stops
+    it propagating; later tests that read caplog need it as it was."""
+    logger = logging.getLogger("cronjobs")
+    saved = (logger.handlers[:], logger.level, logger.propagate)
+    yield
+    logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
+
 
 TOKEN = "fuzz-Token-1234567890"
 JOBS = """
