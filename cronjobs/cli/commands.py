@@ -304,7 +304,7 @@ def status(state: State, config_path: Optional[str], as_json: bool) -> None:
               help="Pause between ticks while there is nothing to do.")
 @click.pass_obj
 def worker(state: State, config_path: Optional[str], time_limit: Optional[float], sleep: float) -> None:
-    """Tick in a loop, as a service (systemd); stops after the current tick on SIGTERM, SIGINT or SIGHUP.
+    """Tick in a loop, as a service (systemd); stops after the current run on SIGTERM, SIGINT or SIGHUP.
 
     Shares the lock with crontab ticks: both may be installed, no work runs twice.
     """
