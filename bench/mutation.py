@@ -31,10 +31,10 @@ ROOT = Path(__file__).resolve().parent.parent
 #: Each core module with the tests that mirror it (fast ones first: -x stops at the first failure).
 TARGETS: dict[str, list[str]] = {
     "cronjobs/schedule.py": ["tests/test_schedule.py", "tests/test_runs.py", "tests/test_scheduler.py"],
-    "cronjobs/cronspec.py": ["tests/test_schedule.py"],
+    "cronjobs/cronspec.py": ["tests/test_cronspec.py", "tests/test_schedule.py"],
     "cronjobs/runs.py": ["tests/test_worker.py", "tests/test_queue.py", "tests/test_context.py",
                          "tests/test_runs.py", "tests/test_board.py"],
-    "cronjobs/context.py": ["tests/test_context.py", "tests/test_worker.py"],
+    "cronjobs/context.py": ["tests/test_context.py", "tests/test_queue.py", "tests/test_worker.py"],
     "cronjobs/config.py": ["tests/test_config.py"],
 }
 

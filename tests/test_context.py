@@ -20,6 +20,7 @@ def db(any_db):
 def test_progress_with_a_known_total():
     assert compute_progress(25, 100) == 25.0
     assert compute_progress(100, 100) == 99.9  # 100 only on completion
+    assert compute_progress(0, 10) == 0.0 and compute_progress(-3, 10) == 0.0
 
 
 def test_progress_with_an_unknown_total_rises_and_never_reaches_100():
