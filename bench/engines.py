@@ -127,8 +127,8 @@ def drain(engine: str, runners: int, count: int) -> float:
 
 
 def idle_tick(engine: str, runs: int) -> tuple[float, float]:
-    """Median wall time of an idle `run-cron` tick on the server, and of the floor: the same imports
-    (click, filelock, sqlite3 and the driver) plus one connection and one query."""
+    """Median wall time of an idle `run-cron` tick on the server, and of the floor: click, filelock,
+    sqlite3 and the driver imported, one connection opened and one query run with the driver itself."""
     with tempfile.TemporaryDirectory() as directory:
         with open(os.path.join(directory, "bench_engine_jobs.py"), "w") as handle:
             handle.write(JOBS)
@@ -136,10 +136,17 @@ def idle_tick(engine: str, runs: int) -> tuple[float, float]:
         try:
             config = write_host(directory, "idle", database)
             subprocess.run([PYTHON, "-m", "cronjobs", "--config", config], check=True, env=env())
-            driver = "pg8000.dbapi" if engine == "postgresql" else "pymysql"
-            floor_code = (f"import click, filelock, sqlite3, {driver}; "
-                          "from cronjobs.store.server import open_fast; "
-                          f"c = open_fast({database!r}); c.execute('SELECT 1').fetchone(); c.close()")
+            from cronjobs.store.url import parse
+
+            target = parse(database)
+            if engine == "postgresql":  # the driver itself, without run-cron's code
+                connect = (f"import pg8000.dbapi; c = pg8000.dbapi.connect(user='postgres', host={target.host!r}, "
+                           f"port={target.port}, database={target.name!r})")
+            else:
+                connect = (f"import pymysql; c = pymysql.connect(host={target.host!r}, port={target.port}, "
+                           f"user='root', database={target.name!r})")
+            floor_code = f"import click, filelock, sqlite3; {connect}; k = c.cursor(); k.execute('SELECT 1'); " \
+                         "k.fetchone(); c.close()"
             tick, floor = [], []
             for _ in range(runs):
                 for command, into in (([PYTHON, "-m", "cronjobs", "--config", config], tick),

@@ -106,7 +106,7 @@ class Runs:
     """Run state changes on one SQLite connection (autocommit mode, explicit BEGIN IMMEDIATE).
 
     The statements a server engine needs in its own form (the claim's row locks, the runner's
-    token, which pending runs are orphans) are the hooks `store.server.ServerRuns` overrides.
+    token, which pending runs are orphans) are the hooks `store.server_runs.ServerRuns` overrides.
     """
 
     _mark_claimed = (

@@ -257,7 +257,7 @@ def _supervise(
         _prepare_store(config)  # create the schema here, so the worker is never cut mid-migration
     runner = None
     if server:
-        from .store.server import new_runner
+        from .store.server_runs import new_runner
 
         runner = new_runner()  # the worker's token: the supervisor waits for its session to end after a kill
 
@@ -267,7 +267,7 @@ def _supervise(
 
         database, _ = connect_store(config.database, config.busy_timeout, config.synchronous)
         if server:
-            from .store.server import ServerRuns
+            from .store.server_runs import ServerRuns
 
             runs: Runs = ServerRuns(database.connection(), config.retry_backoff, board, runner)
         else:
@@ -393,7 +393,7 @@ def _settle(config: Config, registry: Registry, tz: Any, reason: str, clock: Cal
     try:
         runs = Runs(connection, config.retry_backoff)
         if runner is not None:  # a server: settle only what sessions that are gone left behind
-            from .store.server import ServerRuns, wait_for_runner_gone
+            from .store.server_runs import ServerRuns, wait_for_runner_gone
 
             wait_for_runner_gone(connection, runner)  # type: ignore[arg-type]
             runs = ServerRuns(connection, config.retry_backoff)

@@ -112,7 +112,8 @@ def address_of(database: Any) -> str:
 def make_runs(database: Any, retry_backoff: float = 0, **options: Any) -> Runs:
     """Runs on the engine's own hot path (ServerRuns on a server: row locks, the runner's token)."""
     if getattr(database, "is_server", False):
-        from cronjobs.store.server import ServerRuns, open_fast
+        from cronjobs.store.server import open_fast
+        from cronjobs.store.server_runs import ServerRuns
 
         return ServerRuns(open_fast(database.url), retry_backoff, **options)
     return Runs(database.connection(), retry_backoff, **options)
