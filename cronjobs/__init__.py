@@ -23,7 +23,7 @@ from .errors import (
     UnknownJobError,
     UnknownMessageType,
 )
-from .registry import cron, daily, handler, hourly, minutely, monthly, registry, weekly, yearly
+from .registry import cron, daily, handler, hourly, manual, minutely, monthly, registry, weekly, yearly
 
 __version__ = "0.1.0"
 
@@ -58,6 +58,7 @@ __all__ = [
     "daily",
     "handler",
     "hourly",
+    "manual",
     "minutely",
     "monthly",
     "registry",

@@ -9,6 +9,9 @@ from __future__ import annotations
 #: Interval schedules, longest period first: the order in which one tick runs them.
 INTERVALS = ("yearly", "monthly", "weekly", "daily", "hourly", "minutely")
 
+#: The schedule of a job that runs only when named (`@cronjobs.manual`).
+MANUAL = "manual"
+
 #: Outcomes of a run that count as failures: retried with backoff, reported, exit code 1.
 FAILED_OUTCOMES = frozenset({"failed", "timeout", "crashed"})
 

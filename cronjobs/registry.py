@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import importlib
 import sys
-from typing import Any, Callable, Iterable, Optional, TypeVar, Union, overload
+from typing import Any, Callable, Iterable, Optional, TypeVar, Union
 
-from .constants import FAILED_OUTCOMES, INTERVALS, schedule_key  # noqa: F401 (re-exported)
+from .constants import FAILED_OUTCOMES, INTERVALS, MANUAL, schedule_key  # noqa: F401 (re-exported)
 from .errors import JobDefinitionError, JobLoadError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -47,33 +47,71 @@ class _Frozen:
 
 
 class Job(_Frozen):
-    """A periodic job: a function of `ctx` with an interval or a cron expression."""
+    """A periodic job: a function of `ctx` with an interval or a cron expression.
 
-    __slots__ = ("name", "func", "schedule", "module", "cli_only")
+    `schedule` is what the job was declared with ("daily", a cron expression, or "manual") and decides
+    its place in a tick; `spec` is what the scheduling rules compute its fire times from (the cron
+    expression of `daily(at="03:00")`, else `schedule`). `timezone` overrides the configured zone and
+    `time_limit` bounds each of its runs (see `jobopts`).
+    """
+
+    __slots__ = ("name", "func", "schedule", "module", "cli_only", "spec", "timezone", "time_limit",
+                 "catch_up", "max_catch_up", "jitter")
     _fields = __slots__
     name: str
     func: Callable[..., Any]
     schedule: str
     module: Optional[str]
     cli_only: bool
+    spec: str
+    timezone: Optional[str]
+    time_limit: Optional[float]
+    catch_up: str
+    max_catch_up: int
+    jitter: int
 
     def __init__(self, name: str, func: Callable[..., Any], schedule: str, module: Optional[str] = None,
-                 cli_only: bool = False) -> None:
+                 cli_only: bool = False, spec: Optional[str] = None, timezone: Optional[str] = None,
+                 time_limit: Optional[float] = None, catch_up: str = "latest", max_catch_up: int = 10,
+                 jitter: int = 0) -> None:
         setter = object.__setattr__
         setter(self, "name", name)
         setter(self, "func", func)
         setter(self, "schedule", schedule)
         setter(self, "module", module)
         setter(self, "cli_only", cli_only)
+        setter(self, "spec", spec or schedule)
+        setter(self, "timezone", timezone)
+        setter(self, "time_limit", time_limit)
+        setter(self, "catch_up", catch_up)
+        setter(self, "max_catch_up", max_catch_up)
+        setter(self, "jitter", jitter)
 
     @property
     def is_interval(self) -> bool:
         return self.schedule in INTERVALS
 
     @property
+    def manual(self) -> bool:
+        """Runs only when named: `--force NAME` or `run-cron run NAME`."""
+        return self.schedule == MANUAL
+
+    @property
     def group(self) -> int:
         """Position of the job's group in a tick: intervals by period, cron expressions last."""
         return INTERVALS.index(self.schedule) if self.is_interval else len(INTERVALS)
+
+    @property
+    def label(self) -> str:
+        """The schedule as listings show it: `daily at 03:00 (0 3 * * *)`, `weekly`, a cron expression."""
+        return self.schedule if self.spec == self.schedule else f"{self.schedule} ({self.spec})"
+
+    def key(self, tz_name: str) -> str:
+        """What the job's cached next-due time depends on (see `constants.schedule_key`)."""
+        spec = self.spec
+        if self.jitter or self.catch_up != "latest":  # defaults keep the keys of databases from before
+            spec = f"{spec}|{self.catch_up}:{self.max_catch_up}|jitter:{self.jitter}"
+        return schedule_key(spec, self.timezone or tz_name)
 
 
 class Handler(_Frozen):
@@ -128,6 +166,10 @@ class Registry:
             )
         self.handlers[handler.type] = handler
 
+    def scheduled_jobs(self) -> list[Job]:
+        """The jobs that run by themselves, in tick order: all but `@cronjobs.manual` ones."""
+        return [job for job in self.ordered_jobs() if not job.manual]
+
     def ordered_jobs(self) -> list[Job]:
         """Jobs in tick order: yearly ... minutely, then cron jobs; declaration order within a group."""
         return sorted(self.jobs.values(), key=lambda job: job.group)  # sorted() is stable
@@ -139,7 +181,7 @@ class Registry:
         chosen: set[str] = set()
         for item in what:
             if item == "all":
-                chosen.update(self.jobs)
+                chosen.update(name for name, job in self.jobs.items() if not job.manual)
             elif item in INTERVALS:
                 chosen.update(name for name, job in self.jobs.items() if job.schedule == item)
             elif item in self.jobs:
@@ -149,14 +191,19 @@ class Registry:
         return [job for job in self.ordered_jobs() if job.name in chosen]
 
     def validate(self) -> None:
-        """Parse every cron expression; raises JobDefinitionError naming the module and job."""
-        from .schedule import check_expression
+        """Parse every cron expression and time zone; raises JobDefinitionError naming the module and job."""
+        from .schedule import check_expression, get_timezone
 
         for job in self.jobs.values():
-            if not job.is_interval:
-                problem = check_expression(job.schedule)
+            if not job.is_interval and not job.manual:
+                problem = check_expression(job.spec)
                 if problem:
                     raise JobDefinitionError(job.module, job.name, problem)
+            if job.timezone:
+                try:
+                    get_timezone(job.timezone)
+                except ValueError as exc:
+                    raise JobDefinitionError(job.module, job.name, f"timezone={job.timezone!r}: {exc}") from None
 
     def clear(self) -> None:
         self.jobs.clear()
@@ -167,36 +214,54 @@ class Registry:
 registry = Registry()
 
 
-def _declare(schedule: str, func: F, name: Optional[str], cli_only: bool) -> F:
+def _declare(schedule: str, func: F, name: Optional[str], cli_only: bool, **options: Any) -> F:
     job = Job(
         name=name or func.__name__,
         func=func,
         schedule=schedule,
         module=getattr(func, "__module__", None),
         cli_only=cli_only,
+        **options,
     )
     registry.add_job(job)
     func.cronjob = job  # type: ignore[attr-defined]
     return func
 
 
+def _options(schedule: str, func: Any, name: Optional[str], spec: Optional[str] = None, *,
+             at: Any = None, day: Any = None, month: Any = None, timezone: Optional[str] = None,
+             time_limit: Optional[float] = None, catch_up: str = "latest", max_catch_up: int = 10,
+             jitter: int = 0) -> dict[str, Any]:
+    """The Job fields of a decorator's options; JobDefinitionError names the module and job."""
+    from .jobopts import check_options, interval_spec
+
+    try:
+        spec = interval_spec(schedule, at, day, month) or spec
+        check_options(time_limit, catch_up, max_catch_up, jitter)
+        if timezone is not None and (not isinstance(timezone, str) or not timezone.strip()):
+            raise ValueError(f"timezone={timezone!r}: expected an IANA zone name such as \"America/New_York\"")
+    except ValueError as exc:
+        raise JobDefinitionError(getattr(func, "__module__", None), name or getattr(func, "__name__", "?"),
+                                 str(exc)) from None
+    return {"spec": spec, "timezone": timezone, "time_limit": time_limit, "catch_up": catch_up,
+            "max_catch_up": max_catch_up, "jitter": jitter}
+
+
 def _interval(schedule: str) -> Any:
-    @overload
-    def decorator(func: F) -> F: ...
-
-    @overload
-    def decorator(*, name: Optional[str] = None, cli_only: bool = False) -> Callable[[F], F]: ...
-
-    def decorator(
-        func: Optional[F] = None, *, name: Optional[str] = None, cli_only: bool = False
-    ) -> Union[F, Callable[[F], F]]:
+    def decorator(func: Optional[F] = None, *, name: Optional[str] = None, cli_only: bool = False,
+                  **options: Any) -> Union[F, Callable[[F], F]]:
         if func is not None:
-            return _declare(schedule, func, name, cli_only)
-        return lambda f: _declare(schedule, f, name, cli_only)
+            return _declare(schedule, func, name, cli_only, **_options(schedule, func, name))
+
+        def wrap(f: F) -> F:
+            return _declare(schedule, f, name, cli_only, **_options(schedule, f, name, **options))
+
+        return wrap
 
     decorator.__name__ = schedule
     decorator.__doc__ = (f"Declare a {schedule} job: it runs once per period, and a period begins "
-                         f"{_PERIOD[schedule]}. Usable bare or with name=...")
+                         f"{_PERIOD[schedule]}. Usable bare or with options: name=, cli_only=, at=, "
+                         "timezone=, time_limit=, catch_up=, max_catch_up=, jitter= (see README).")
     return decorator
 
 
@@ -218,9 +283,11 @@ hourly = _interval("hourly")
 minutely = _interval("minutely")
 
 
-def cron(expression: str, *, name: Optional[str] = None, cli_only: bool = False) -> Callable[[F], F]:
+def cron(expression: str, *, name: Optional[str] = None, cli_only: bool = False,
+         **options: Any) -> Callable[[F], F]:
     """Declare a job run at the fire times of a cron expression: five fields or a macro (`@daily`), read
-    and fired, DST changes included, as Debian's cron daemon does (see `schedule` and `cronspec`)."""
+    and fired, DST changes included, as Debian's cron daemon does (see `schedule` and `cronspec`).
+    Options as for the interval decorators, except at=/day=."""
     normalized = " ".join(str(expression).split())
 
     def decorator(func: F) -> F:
@@ -228,9 +295,20 @@ def cron(expression: str, *, name: Optional[str] = None, cli_only: bool = False)
             raise JobDefinitionError(
                 getattr(func, "__module__", None), name or func.__name__, "empty cron expression"
             )
-        return _declare(normalized, func, name, cli_only)
+        return _declare(normalized, func, name, cli_only, **_options("cron", func, name, **options))
 
     return decorator
+
+
+def manual(func: Optional[F] = None, *, name: Optional[str] = None, cli_only: bool = False,
+           time_limit: Optional[float] = None) -> Any:
+    """Declare a job that never runs by itself: only `run-cron --force NAME` or `run-cron run NAME`
+    runs it (not `--force all`)."""
+
+    def wrap(f: F) -> F:
+        return _declare(MANUAL, f, name, cli_only, **_options(MANUAL, f, name, time_limit=time_limit))
+
+    return wrap(func) if func is not None else wrap
 
 
 def handler(message_type: str, *, cli_only: bool = False) -> Callable[[F], F]:

@@ -12,7 +12,7 @@ from datetime import datetime, tzinfo
 from typing import Iterable, Optional
 
 from .board import BoardState
-from .constants import FAILED_OUTCOMES, schedule_key
+from .constants import FAILED_OUTCOMES
 from .registry import Job
 from .runs import Run, Runs
 from .schedule import UTC, LastRun, count_failures, decide, next_due
@@ -47,6 +47,15 @@ class Planned:
     resume: Optional[str] = None
 
 
+def job_tz(job: Job, tz: tzinfo) -> tzinfo:
+    """The zone a job's schedule is read in: its own `timezone=`, else the configured one."""
+    if job.timezone:
+        from .schedule import get_timezone
+
+        return get_timezone(job.timezone)
+    return tz
+
+
 def _dt(timestamp: float) -> datetime:
     return datetime.fromtimestamp(timestamp, UTC)
 
@@ -79,15 +88,16 @@ def sync_states(
     """Register new jobs and refresh cached due times whose schedule or time zone changed."""
     states = load_states(db)
     for job in jobs:
-        key = schedule_key(job.schedule, str(tz))
+        key = job.key(str(tz))
         state = states.get(job.name)
         if state is None:
             state = JobState(job.name, key, now, None, None, None, None, 0, None, None)
             states[job.name] = state
-        elif state.schedule == key and state.next_due is not None:  # None: dropped after clock skew
+        elif state.schedule == key and (state.next_due is not None or job.manual):  # None: dropped after skew
             continue
         state.schedule = key
-        state.next_due = next_due(job.schedule, state.last(), tz, _dt(state.first_seen), backoff)[0].timestamp()
+        state.next_due = None if job.manual else next_due(
+            job.spec, state.last(), job_tz(job, tz), _dt(state.first_seen), backoff)[0].timestamp()
         db.execute(
             "INSERT INTO job_state (name, schedule, first_seen, failures, next_due) VALUES (?, ?, ?, 0, ?) "
             "ON CONFLICT (name) DO UPDATE SET schedule = excluded.schedule, next_due = excluded.next_due",
@@ -112,6 +122,8 @@ def plan(
     second: list[Planned] = []
     moment = _dt(now)
     for job in jobs:
+        if job.manual:
+            continue
         state = states.get(job.name)
         if state is not None and state.current is not None:
             if (state.current_run_at or 0) <= now:
@@ -119,7 +131,7 @@ def plan(
             continue
         last = state.last() if state else None
         first_seen = _dt(state.first_seen) if state else moment
-        decision = decide(job.schedule, last, moment, tz, first_seen, backoff)
+        decision = decide(job.spec, last, moment, job_tz(job, tz), first_seen, backoff)
         if decision.due:
             retrying = last is not None and last.outcome in FAILED_OUTCOMES and decision.reason.startswith("retry")
             (second if retrying else regular).append(Planned(job, decision.reason))
@@ -139,16 +151,18 @@ def record_outcome(
 ) -> None:
     """Store a finished run's outcome and the job's next due time (read by idle ticks)."""
     previous = state.last() if state else None
+    key = job.key(str(tz))
+    tz = job_tz(job, tz)
     failures = 0
     if outcome != "completed":
-        failures = count_failures(job.schedule, previous, _dt(started_at), tz)
+        failures = count_failures(job.spec, previous, _dt(started_at), tz)
     last = LastRun(_dt(started_at), outcome, failures)
     first_seen = _dt(state.first_seen) if state else last.started_at
-    due = next_due(job.schedule, last, tz, first_seen, backoff)[0].timestamp()
+    due = None if job.manual else next_due(job.spec, last, tz, first_seen, backoff)[0].timestamp()
     db.execute(
         "UPDATE job_state SET last_run = ?, last_finished = ?, last_outcome = ?, last_error = ?, "
         "failures = ?, next_due = ?, current = NULL, schedule = ? WHERE name = ?",
-        (started_at, finished_at, last.outcome, error, failures, due, schedule_key(job.schedule, str(tz)), job.name),
+        (started_at, finished_at, last.outcome, error, failures, due, key, job.name),
     )
     if state is not None:
         state.last_run, state.last_finished, state.last_outcome = started_at, finished_at, last.outcome

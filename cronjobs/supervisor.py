@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
 from . import interrupt
 
@@ -160,7 +160,7 @@ def _child(work: Callable[[Emit], None], write_fd: int, parent: int, close_fds: 
 
 def supervise(
     work: Callable[[Emit], None],
-    deadline: Optional[float],
+    deadline: Union[float, None, Callable[[], Optional[float]]],
     on_event: Callable[[dict[str, Any]], None] = lambda event: None,
     close_in_child: tuple[int, ...] = (),
     ask_to_stop: Callable[[], None] = lambda: None,
@@ -169,7 +169,9 @@ def supervise(
 
     On a stop signal (interrupt.py) it calls `ask_to_stop()`, then waits interrupt.GRACE seconds for
     the worker to end by itself before it kills it (at once after a second signal).
+    `deadline` may be a function, asked again after each event: a job's own time limit moves it.
     """
+    current_deadline = deadline if callable(deadline) else lambda: deadline  # type: ignore[return-value]
     read_fd, write_fd = os.pipe()
     parent = os.getpid()
     sys.stdout.flush()
@@ -203,7 +205,8 @@ def supervise(
                 stop_by = time.monotonic() + interrupt.GRACE
             if stop_by is not None and (interrupt.urgent() or time.monotonic() >= stop_by):
                 break
-            remaining = None if deadline is None else deadline - time.monotonic()
+            at = current_deadline()
+            remaining = None if at is None else at - time.monotonic()
             if stop_by is not None and (remaining is None or stop_by - time.monotonic() < remaining):
                 remaining = max(stop_by - time.monotonic(), 0.0)
             elif remaining is not None and remaining <= 0:

@@ -13,7 +13,7 @@ import time
 from typing import Any, Callable, Optional
 
 from .config import Config, Record
-from .constants import FAILED_OUTCOMES, schedule_key
+from .constants import FAILED_OUTCOMES
 from .errors import StoreError
 from .idle import TICK_KEYS, is_idle, last_tick_started, open_fast, record_tick
 from .lock import SupervisorLock
@@ -176,8 +176,8 @@ def run_tick(
                     return result
             tz_key = config.tz_key  # the schedule key's zone: str(config.tz), without loading the zone
             cli = trigger != "http"  # an HTTP tick never runs cli_only jobs or handlers: they cannot make it busy
-            jobs = [(job.name, schedule_key(job.schedule, tz_key)) for job in registry.jobs.values()
-                    if periodic and (cli or not job.cli_only)]
+            jobs = [(job.name, job.key(tz_key)) for job in registry.jobs.values()
+                    if periodic and not job.manual and (cli or not job.cli_only)]
             skip = () if cli else tuple(h.type for h in registry.handlers.values() if h.cli_only)
             if force is None and fast is not None and is_idle(fast, jobs, result.started_at, SCHEMA_VERSION, skip):
                 result.status = "idle"
@@ -308,16 +308,26 @@ def _supervise_worker(config: Config, registry: Registry, result: TickResult, tz
     from .supervisor import supervise
 
     open_items: dict[str, Item] = {}
+    limits = {job.name: job.time_limit for job in registry.jobs.values() if job.time_limit}
+    job_deadline: list[Optional[float]] = [None]  # the hard end of the run of a job with its own time_limit
 
     def handle(event: dict[str, Any]) -> None:
         _apply(event, result, open_items)
+        if event.get("kind") == "job" and event.get("name") in limits:
+            if event.get("event") == "start":
+                job_deadline[0] = time.monotonic() + limits[event["name"]]
+            elif event.get("event") == "end":
+                job_deadline[0] = None
         on_event(event)
+
+    def deadline() -> Optional[float]:
+        return min((at for at in (hard_deadline, job_deadline[0]) if at is not None), default=None)
 
     for hook in registry.fork_hooks:
         hook()
     fds = tuple(fd for fd in (lock.fileno, keep_out) if fd is not None)
     with interrupt.tick_running():
-        outcome = supervise(work, hard_deadline, handle, close_in_child=fds,
+        outcome = supervise(work, deadline, handle, close_in_child=fds,
                             ask_to_stop=board.request_stop)
         result.timed_out = outcome.timed_out
         result.interrupted = outcome.interrupted

@@ -12,7 +12,7 @@ from .idle import no_schema, open_fast
 from .queue import MessageView
 from .registry import Job, Registry
 from .schedule import EPOCH, UTC, next_due
-from .scheduler import JobState, load_states, plan
+from .scheduler import JobState, job_tz, load_states, plan
 
 
 def _read_states(config: Any) -> tuple[dict[str, JobState], Optional[sqlite3.Connection]]:
@@ -45,15 +45,21 @@ def job_rows(config: Any, registry: Registry, now: Optional[float] = None) -> li
     rows = []
     for job in registry.ordered_jobs():
         state = states.get(job.name)
+        due: Optional[float]
         if state is not None and state.current is not None:
             due = max(state.current_run_at or now, now)
+        elif job.manual:
+            due = None
         else:
             first_seen = datetime.fromtimestamp(state.first_seen if state else now, UTC)
-            at, _ = next_due(job.schedule, state.last() if state else None, tz, first_seen, config.retry_backoff)
+            at, _ = next_due(job.spec, state.last() if state else None, job_tz(job, tz), first_seen,
+                             config.retry_backoff)
             due = now if at == EPOCH else at.timestamp()
         rows.append({
             "name": job.name,
-            "schedule": job.schedule,
+            "schedule": job.label,
+            "timezone": job.timezone,
+            "time_limit": job.time_limit,
             "last_run": local_iso(state.last_run if state else None, tz),
             "last_outcome": state.last_outcome if state else None,
             "next_due": local_iso(due, tz),
@@ -79,7 +85,7 @@ def dry_run_plan(
             chosen = [(p.job, p.reason) for p in plan(registry.ordered_jobs(), states, now, config.tz,
                                                       config.retry_backoff)]
         for job, reason in chosen:
-            lines.append(f"would run {job.schedule} job {job.name}: {reason}")
+            lines.append(f"would run {job.label} job {job.name}: {reason}")
         if forced is None and connection is not None:
             try:
                 (count,) = connection.execute(

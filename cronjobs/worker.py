@@ -193,7 +193,13 @@ class Worker:
         self.runs.board.set_current(run.id)
         self.emit("start", kind="job", name=job.name, uuid=run.uuid, attempt=run.attempt, reason=planned.reason)
         began = time.monotonic()
-        ctx = Context(self.runs, run, self.deadline, self.emit, self.stop_requested)
+        deadline = self.deadline
+        if job.time_limit:  # its own soft deadline; the supervisor kills it at began + time_limit
+            from .tick import soft_margin
+
+            own = began + job.time_limit - soft_margin(job.time_limit)
+            deadline = own if deadline is None else min(deadline, own)
+        ctx = Context(self.runs, run, deadline, self.emit, self.stop_requested)
 
         def record(outcome: str, error: Optional[str], now: float) -> None:
             record_outcome(self.runs.db, job, state, run.started_at, outcome, error, now, self.tz, self.backoff)

@@ -38,6 +38,23 @@ def periodic(state: State, config_path: Optional[str], as_json: bool) -> None:
     click.echo(render_table(rows, ["name", "schedule", "last_run", "last_outcome", "next_due"]))
 
 
+@command("run")
+@common_options
+@click.argument("names", metavar="NAME...", nargs=-1, required=True)
+@click.option("--time-limit", type=click.FloatRange(min=0), metavar="SECONDS",
+              help="Hard limit for this tick (default: the configuration's time_limit; 0: none).")
+@click.pass_context
+def run_now(ctx: click.Context, config_path: Optional[str], names: tuple[str, ...],
+            time_limit: Optional[float]) -> None:
+    """Run these periodic jobs now, @cronjobs.manual ones included: the same as --force NAME."""
+    from ..registry import registry
+    from .main import tick
+
+    state = ctx.obj
+    config = state.config(config_path)
+    tick(ctx, state, config, registry, registry.select(names), time_limit)
+
+
 @command()
 @common_options
 @click.argument("message_type", metavar="TYPE")

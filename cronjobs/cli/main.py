@@ -101,10 +101,16 @@ def cli(ctx: click.Context, config_path: Optional[str], force: tuple[str, ...], 
     if dry_run:
         _print_dry_run(config, registry, forced)
         return
+    tick(ctx, state, config, registry, forced, time_limit)
+
+
+def tick(ctx: click.Context, state: State, config: Any, registry: Any, forced: Optional[list[Any]],
+         time_limit: Optional[float]) -> None:
+    """Run one tick (of `forced` jobs only, if given), report it and exit with its code."""
     from ..eventlog import TickLog
     from ..tick import run_tick
 
-    reporter = TickLog("cli", Reporter(state.verbose, show_progress=bool(force) and sys.stderr.isatty()))
+    reporter = TickLog("cli", Reporter(state.verbose, show_progress=bool(forced) and sys.stderr.isatty()))
     result = run_tick(config, registry, time_limit=time_limit, force=forced, trigger="cli",
                       started=_STARTED, on_event=reporter)
     reporter.finished(result)
