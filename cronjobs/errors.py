@@ -73,6 +73,14 @@ class UnknownJobError(CronjobsError):
         )
 
 
+class UnknownNameError(CronjobsError):
+    """`pause`, `resume` or `why` named neither a periodic job nor a message type."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"no periodic job or message type named {name!r} (try 'run-cron periodic')")
+
+
 class MessageNotFound(CronjobsError):
     """No queued message has the given uuid."""
 

@@ -14,6 +14,7 @@ import sqlite3
 from typing import Iterable, Optional
 
 from .errors import StoreError
+from .pauses import JOB, TYPE, paused
 from .skew import SKEW_TOLERANCE
 
 TICK_KEYS = ("tick.started", "tick.finished", "tick.duration", "tick.outcome", "tick.trigger")
@@ -72,8 +73,11 @@ def is_idle(
             "SELECT name, schedule, next_due, current, MAX(COALESCE(last_run, 0), first_seen) FROM job_state"
         )
     }
+    held = paused(connection)
     resuming = {}  # job name -> its unfinished run; the queue checks below cover a live one
     for name, schedule in jobs:
+        if (JOB, name) in held:
+            continue
         state = states.get(name)
         if state is None or state[0] != schedule or state[3] > future:
             return False
@@ -94,6 +98,7 @@ def is_idle(
     if connection.execute("SELECT 1 FROM message WHERE id = (SELECT MAX(id) FROM message) AND status = 'new' "
                           "AND created_at > ?", (future,)).fetchone():
         return False
+    skip_types = tuple(sorted(set(skip_types) | {name for kind, name in held if kind == TYPE}))
     skip = f" AND type NOT IN ({', '.join('?' * len(skip_types))})" if skip_types else ""
     return not connection.execute(
         f"SELECT 1 FROM message WHERE status = 'new' AND run_at <= ?{skip} LIMIT 1", (now, *skip_types)

@@ -241,7 +241,7 @@ def _options(schedule: str, func: Any, name: Optional[str], spec: Optional[str] 
         if timezone is not None and (not isinstance(timezone, str) or not timezone.strip()):
             raise ValueError(f"timezone={timezone!r}: expected an IANA zone name such as \"America/New_York\"")
     except ValueError as exc:
-        raise JobDefinitionError(getattr(func, "__module__", None), name or getattr(func, "__name__", "?"),
+        raise JobDefinitionError(getattr(func, "__module__", None), str(name or getattr(func, "__name__", "?")),
                                  str(exc)) from None
     return {"spec": spec, "timezone": timezone, "time_limit": time_limit, "catch_up": catch_up,
             "max_catch_up": max_catch_up, "jitter": jitter}

@@ -21,6 +21,7 @@ from .errors import StoreError
 from .files import loose_files, store_files
 from .idle import no_schema, open_fast, read_tick
 from .lock import LockError, SupervisorLock
+from .pauses import paused
 from .queue import iso
 from .registry import Registry
 from .runs import STATUSES
@@ -51,6 +52,7 @@ class Facts:
     failed_messages: list[dict[str, Any]] = field(default_factory=list)
     jobs: list[JobFacts] = field(default_factory=list)
     loose_files: list[tuple[str, int]] = field(default_factory=list)  # (path, mode) others may read
+    paused: dict[tuple[str, str], float] = field(default_factory=dict)  # (kind, name) -> since
 
 
 @dataclass
@@ -97,6 +99,8 @@ class Status:
                                 for row in self.facts.failed_messages],
             "jobs": [dict(row, last_run=iso(row["last_run"]), next_due=iso(row["next_due"]))
                      for row in self.problem_jobs],
+            "paused": [{"kind": kind, "name": name, "since": iso(at)}
+                       for (kind, name), at in sorted(self.facts.paused.items())],
         }
 
 
@@ -140,7 +144,8 @@ def evaluate(facts: Facts, now: float, stale_after: float) -> Status:
     problem_jobs = []
     for job in facts.jobs:
         failing = job.last_outcome in FAILED_OUTCOMES
-        overdue = (not job.running and job.next_due is not None and now - job.next_due > stale_after)
+        overdue = (not job.running and job.next_due is not None and now - job.next_due > stale_after
+                   and ("job", job.name) not in facts.paused)
         if not (failing or overdue):
             continue
         code = max(code, WARNING)
@@ -193,6 +198,7 @@ def collect(config: Any, registry: Registry) -> Facts:
                     "SELECT uuid, type, attempts, finished_at, error FROM message "
                     "WHERE kind = 'message' AND status = 'failed' ORDER BY id DESC LIMIT ?", (FAILED_SHOWN,))
             ]
+            facts.paused = paused(connection)
             states = {
                 row[0]: row[1:]
                 for row in connection.execute(
@@ -257,6 +263,10 @@ def render(status: Status, tz: Any) -> str:
     lines = [status.summary, ""]
     queue = status.facts.queue
     lines.append("queue: " + ", ".join(f"{queue.get(name, 0)} {name}" for name in STATUSES))
+    if status.facts.paused:
+        lines.append("paused: " + ", ".join(
+            f"{'job' if kind == 'job' else 'message type'} {name} (since {local_iso(at, tz)})"
+            for (kind, name), at in sorted(status.facts.paused.items())))
     if status.facts.failed_messages:
         lines += ["", f"failed messages (newest {FAILED_SHOWN}; retry or purge them):"]
         lines.append(render_table(

@@ -9,6 +9,7 @@ from typing import Any, Iterable, Optional
 
 from .errors import StoreError
 from .idle import no_schema, open_fast
+from .pauses import JOB, paused
 from .queue import MessageView
 from .registry import Job, Registry
 from .schedule import EPOCH, UTC, next_due
@@ -40,8 +41,12 @@ def job_rows(config: Any, registry: Registry, now: Optional[float] = None) -> li
     tz = config.tz
     now = time.time() if now is None else now
     states, connection = _read_states(config)
+    held: dict[tuple[str, str], float] = {}
     if connection is not None:
-        connection.close()
+        try:
+            held = paused(connection)
+        finally:
+            connection.close()
     rows = []
     for job in registry.ordered_jobs():
         state = states.get(job.name)
@@ -65,6 +70,7 @@ def job_rows(config: Any, registry: Registry, now: Optional[float] = None) -> li
             "next_due": local_iso(due, tz),
             "cli_only": job.cli_only,
             "running": bool(state and state.current),
+            "paused": local_iso(held.get((JOB, job.name)), tz),
             "last_error": state.last_error if state else None,
         })
     return rows

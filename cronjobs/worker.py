@@ -17,6 +17,7 @@ from typing import Any, Callable, Optional
 from .board import BoardState
 from .context import Context
 from .errors import Cancelled, PermanentError, ResumeLater, Retry
+from .pauses import JOB, TYPE, paused_names
 from .registry import Job, Registry
 from .runs import CONTINUED, Run, Runs
 from .scheduler import JobState, Planned, plan, record_outcome, settle, sync_states
@@ -176,6 +177,10 @@ class Worker:
             ]
         else:
             chosen = plan(ordered, states, now, self.tz, self.backoff)
+            held = paused_names(self.runs.db, JOB)
+            for planned in [p for p in chosen if p.job.name in held]:
+                self.emit("skipped", kind="job", name=planned.job.name, reason="paused (run-cron resume NAME)")
+            chosen = [p for p in chosen if p.job.name not in held]
         for index, planned in enumerate(chosen):
             job = planned.job
             if self.trigger == "http" and job.cli_only:
@@ -220,9 +225,10 @@ class Worker:
         """
         handlers = self.registry.handlers
         excluded = [t for t, h in handlers.items() if h.cli_only] if self.trigger == "http" else []
+        held = sorted(paused_names(self.runs.db, TYPE))
         size = 1
         while not self.out_of_time():
-            batch = self.runs.claim_messages(self.clock(), size, excluded, self.resumed)
+            batch = self.runs.claim_messages(self.clock(), size, excluded + held, self.resumed)
             if not batch:
                 break
             self.emit("claimed", count=len(batch))  # also pushes the last batch's events to the supervisor
@@ -240,12 +246,18 @@ class Worker:
                     break
             size = min(size * 2, MAX_BATCH) if all_fast else 1
         self.runs.flush()
+        if held:
+            self._report_left(held, "paused: left queued until run-cron resume")
         if excluded:
+            self._report_left(excluded, "cli_only: left queued for the next CLI tick")
+
+    def _report_left(self, types: list[str], reason: str) -> None:
+        """A `skipped` event for runnable messages of `types` the drain did not take."""
+        if types:
             row = self.runs.db.execute(
                 f"SELECT COUNT(*) FROM message WHERE kind = 'message' AND status = 'new' AND run_at <= ? "
-                f"AND type IN ({', '.join('?' * len(excluded))})",
-                (self.clock(), *excluded),
+                f"AND type IN ({', '.join('?' * len(types))})",
+                (self.clock(), *types),
             ).fetchone()
             if row[0]:
-                self.emit("skipped", kind="message", name=", ".join(excluded), count=row[0],
-                          reason="cli_only: left queued for the next CLI tick")
+                self.emit("skipped", kind="message", name=", ".join(types), count=row[0], reason=reason)

@@ -6,9 +6,8 @@ import json
 import subprocess
 import time
 
-from test_schedule_e2e import LIBFAKETIME, pytestmark  # noqa: F401 (skips without libfaketime)
-
 from conftest import cli_env
+from test_schedule_e2e import LIBFAKETIME, pytestmark  # noqa: F401 (skips without libfaketime)
 
 
 def tick_at(project, utc: str, *args: str) -> subprocess.CompletedProcess:
@@ -55,7 +54,8 @@ def test_daily_at_and_weekly_day_in_their_own_zone(project):
         assert result.returncode == 0, result.stderr
     # Sunday 03:00 passed without a tick: it runs at the next one (catch_up="latest").
     assert project.ran() == ["nightly Fri 03:00", "nightly Sat 03:00", "nightly Sun 10:29", "backup Sun 04:30"]
-    rows = {row["name"]: row for row in json.loads(tick_at(project, "2026-12-06 09:32:00", "periodic", "--json").stdout)}
+    listed = tick_at(project, "2026-12-06 09:32:00", "periodic", "--json")
+    rows = {row["name"]: row for row in json.loads(listed.stdout)}
     assert rows["backup"]["schedule"] == "weekly (30 4 * * 0)"
     assert rows["backup"]["timezone"] == "America/New_York"
     assert rows["backup"]["next_due"] == "2026-12-13T10:30:00+01:00"  # shown in the configured zone

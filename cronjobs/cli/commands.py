@@ -35,7 +35,47 @@ def periodic(state: State, config_path: Optional[str], as_json: bool) -> None:
 
         click.echo(json.dumps(rows, indent=2))
         return
-    click.echo(render_table(rows, ["name", "schedule", "last_run", "last_outcome", "next_due"]))
+    click.echo(render_table(rows, ["name", "schedule", "last_run", "last_outcome", "next_due", "paused"]))
+
+
+@command()
+@common_options
+@click.argument("names", metavar="JOB|TYPE...", nargs=-1, required=True)
+@click.pass_obj
+def pause(state: State, config_path: Optional[str], names: tuple[str, ...]) -> None:
+    """Stop running a periodic job, or taking messages of a type (they stay queued), until resume."""
+    _pause_or_resume(state, config_path, names, resume=False)
+
+
+@command()
+@common_options
+@click.argument("names", metavar="JOB|TYPE...", nargs=-1, required=True)
+@click.pass_obj
+def resume(state: State, config_path: Optional[str], names: tuple[str, ...]) -> None:
+    """Undo `run-cron pause`: the job runs when due again, the type's messages are taken again."""
+    _pause_or_resume(state, config_path, names, resume=True)
+
+
+def _pause_or_resume(state: State, config_path: Optional[str], names: tuple[str, ...], resume: bool) -> None:
+    import time
+
+    from .. import pauses
+    from ..registry import registry
+
+    state.config(config_path)
+    targets = [(kind, name) for name in names
+               for kind in pauses.kinds_of(name, registry.jobs, registry.handlers)]  # all checked first
+    with state.queue(config_path) as queue:
+        for kind, name in targets:
+            label = "job" if kind == pauses.JOB else "message type"
+            if resume:
+                changed = pauses.resume(queue.db, kind, name)
+                said = "resumed" if changed else "was not paused"
+            else:
+                changed = pauses.pause(queue.db, kind, name, time.time())
+                said = "paused" if changed else "was paused already"
+            if not state.quiet:
+                click.echo(f"run-cron: {label} {name} {said}")
 
 
 @command("run")

@@ -21,6 +21,7 @@ from urllib.parse import quote
 from ..config import Config
 from ..errors import CronjobsError
 from ..idle import read_tick
+from ..pauses import TYPE, paused
 from ..queue import MessageView, Queue
 from ..registry import Registry
 from ..runs import STATUSES
@@ -115,6 +116,7 @@ def collect(config: Config, registry: Registry, guard: AbstractContextManager,
                 data["owners"] = [o for (o,) in db.execute(
                     "SELECT DISTINCT owner FROM message WHERE kind = 'message' AND owner IS NOT NULL "
                     "ORDER BY owner LIMIT 200")]
+                data["paused_types"] = sorted(name for kind, name in paused(db) if kind == TYPE)
         data["meta"] = read_tick(config.database)
     data["types"] = sorted(set(data["types"]) | set(registry.handlers))
     data["live"] = live_state(config)  # takes the guard itself
@@ -153,6 +155,9 @@ def status_page(config: Config, registry: Registry, base: str, guard: AbstractCo
         "<h1>run-cron status</h1>",
         _notice(query),
         _tick_line(data, tz, local_iso),
+        ('<p class="paused">Paused message types (their messages wait in the queue): '
+         + ", ".join(f"<b>{_e(name)}</b>" for name in data["paused_types"]) + ".</p>")
+        if data.get("paused_types") else "",
         "<h2>Periodic jobs</h2>",
         _jobs_table(data, base, csrf, tz) if data["jobs"] else '<p class="muted">No periodic jobs declared.</p>',
         "<h2>Queued messages</h2>",
@@ -259,6 +264,8 @@ def _jobs_table(data: dict[str, Any], base: str, csrf: Optional[str], tz: Any) -
         if row.get("last_error") and not (run and (run.errors or run.error)):
             details = f'<div class="error">{_e(row["last_error"])}</div>' + details
         schedule = _e(row["schedule"]) + (' <span class="muted">(CLI only)</span>' if row.get("cli_only") else "")
+        if row.get("paused"):
+            schedule += f' <span class="badge paused">paused since {_time(row["paused"])}</span>'
         action = "" if row.get("cli_only") else _button(base, csrf, "run", "job", row["name"], "Run now", {})
         progress = ""
         if run is not None and run.status == "pending":
