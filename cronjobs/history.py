@@ -6,6 +6,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from . import ledger
 from .errors import StoreError
 from .idle import no_schema, open_fast
 from .queue import iso
@@ -17,7 +18,7 @@ DEFAULT_LIMIT = 50
 class Entry:
     kind: str  # "job" or "message"
     name: str  # job name or message type
-    uuid: str
+    uuid: Optional[str]  # None for a missed slot of the catch-up ledger
     attempt: int
     started_at: float
     finished_at: Optional[float]
@@ -65,7 +66,18 @@ def read(connection: sqlite3.Connection, name: Optional[str] = None, limit: int 
             return []
         raise
     _add_warnings(connection, entries)
+    missed = [Entry("job", job, None, 0, slot, None, f"missed ({action})", _MISSED.get(action), 0)
+              for job, slot, action, _ in ledger.missed(connection, name, limit)]
+    if missed:
+        entries = sorted(entries + missed, key=lambda entry: entry.started_at, reverse=True)[:limit]
     return entries
+
+
+#: Why the catch-up ledger gave a slot up (see `catchup`).
+_MISSED = {
+    "skipped": "catch_up=skip: no tick came within 5 minutes of this fire time",
+    "dropped": "catch_up=all: older than the newest max_catch_up missed fire times",
+}
 
 
 def _add_warnings(connection: sqlite3.Connection, entries: list[Entry]) -> None:

@@ -153,9 +153,13 @@ def next_fire(expression: str, after: datetime, tz: tzinfo) -> datetime:
     return found.astimezone(tz)
 
 
-def next_regular(schedule: str, after: datetime, tz: tzinfo) -> datetime:
-    """The first time after `after` at which `schedule` wants a new run."""
-    return next_fire(INTERVAL_EXPRESSIONS.get(schedule, schedule), after, tz)
+def next_regular(schedule: str, after: datetime, tz: tzinfo, jitter: float = 0.0) -> datetime:
+    """The first time after `after` at which `schedule` wants a new run, each fire time moved `jitter`
+    seconds later (a job's fixed share of its `jitter=`, see `jobopts.jitter_offset`)."""
+    if not jitter:
+        return next_fire(INTERVAL_EXPRESSIONS.get(schedule, schedule), after, tz)
+    shift = timedelta(seconds=jitter)
+    return next_fire(INTERVAL_EXPRESSIONS.get(schedule, schedule), after - shift, tz) + shift
 
 
 @dataclass(frozen=True)
@@ -185,13 +189,14 @@ def next_due(
     tz: tzinfo,
     first_seen: datetime,
     backoff: float = 60.0,
+    jitter: float = 0.0,
 ) -> tuple[datetime, str]:
     """When `schedule` is next due, and why; EPOCH means due since forever."""
     if last is None:
         if schedule in INTERVALS:
             return EPOCH, "never ran"
-        return next_fire(schedule, first_seen, tz), "first fire time since it was declared"
-    regular = next_regular(schedule, last.started_at, tz)
+        return next_regular(schedule, first_seen, tz, jitter), "first fire time since it was declared"
+    regular = next_regular(schedule, last.started_at, tz, jitter)
     if last.outcome in FAILED_OUTCOMES:
         retry = last.started_at + retry_delay(last.failures, backoff)
         if retry.timestamp() < regular.timestamp():
@@ -208,21 +213,22 @@ def decide(
     tz: tzinfo,
     first_seen: datetime,
     backoff: float = 60.0,
+    jitter: float = 0.0,
 ) -> Decision:
     """Is the job due at `now`? Several missed periods still give one run."""
-    at, reason = next_due(schedule, last, tz, first_seen, backoff)
+    at, reason = next_due(schedule, last, tz, first_seen, backoff, jitter)
     # Compare instants: aware datetimes of one zone compare by wall time, which ignores `fold`.
     return Decision(due=at.timestamp() <= now.timestamp(), at=at, reason=reason)
 
 
 def count_failures(
-    schedule: str, previous: Optional[LastRun], started_at: datetime, tz: tzinfo
+    schedule: str, previous: Optional[LastRun], started_at: datetime, tz: tzinfo, jitter: float = 0.0
 ) -> int:
     """Consecutive failures including a run started at `started_at` that just failed."""
     if (
         previous is not None
         and previous.outcome in FAILED_OUTCOMES
-        and next_regular(schedule, previous.started_at, tz).timestamp() > started_at.timestamp()
+        and next_regular(schedule, previous.started_at, tz, jitter).timestamp() > started_at.timestamp()
     ):
         return previous.failures + 1
     return 1

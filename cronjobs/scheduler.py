@@ -13,9 +13,10 @@ from typing import Iterable, Optional
 
 from .board import BoardState
 from .constants import FAILED_OUTCOMES
+from .jobopts import jitter_offset
 from .registry import Job
 from .runs import Run, Runs
-from .schedule import UTC, LastRun, count_failures, decide, next_due
+from .schedule import UTC, LastRun, count_failures, decide, next_due, next_regular
 
 
 @dataclass
@@ -45,6 +46,7 @@ class Planned:
     job: Job
     reason: str
     resume: Optional[str] = None
+    slot: Optional[float] = None  # the fire time this run stands for, under catch_up "skip" or "all"
 
 
 def job_tz(job: Job, tz: tzinfo) -> tzinfo:
@@ -54,6 +56,11 @@ def job_tz(job: Job, tz: tzinfo) -> tzinfo:
 
         return get_timezone(job.timezone)
     return tz
+
+
+def job_jitter(job: Job) -> float:
+    """Seconds by which this job's fire times move: fixed per job name (see `jobopts.jitter_offset`)."""
+    return float(jitter_offset(job.name, job.jitter)) if job.jitter else 0.0
 
 
 def _dt(timestamp: float) -> datetime:
@@ -97,7 +104,7 @@ def sync_states(
             continue
         state.schedule = key
         state.next_due = None if job.manual else next_due(
-            job.spec, state.last(), job_tz(job, tz), _dt(state.first_seen), backoff)[0].timestamp()
+            job.spec, state.last(), job_tz(job, tz), _dt(state.first_seen), backoff, job_jitter(job))[0].timestamp()
         db.execute(
             "INSERT INTO job_state (name, schedule, first_seen, failures, next_due) VALUES (?, ?, ?, 0, ?) "
             "ON CONFLICT (name) DO UPDATE SET schedule = excluded.schedule, next_due = excluded.next_due",
@@ -131,11 +138,74 @@ def plan(
             continue
         last = state.last() if state else None
         first_seen = _dt(state.first_seen) if state else moment
-        decision = decide(job.spec, last, moment, job_tz(job, tz), first_seen, backoff)
+        decision = decide(job.spec, last, moment, job_tz(job, tz), first_seen, backoff, job_jitter(job))
         if decision.due:
             retrying = last is not None and last.outcome in FAILED_OUTCOMES and decision.reason.startswith("retry")
             (second if retrying else regular).append(Planned(job, decision.reason))
     return regular + second
+
+
+def apply_catch_up(
+    db: sqlite3.Connection,
+    jobs: Iterable[Job],
+    states: dict[str, JobState],
+    chosen: list[Planned],
+    now: float,
+    tz: tzinfo,
+) -> list[Planned]:
+    """`chosen` with the catch-up policies of jobs that have one applied (see `catchup`).
+
+    Writes the ledger (slots skipped, dropped, about to run) and, for a job that does not run now,
+    its cached due time, so idle ticks stay idle until its next slot.
+    """
+    from . import ledger
+    from .catchup import decide_catch_up
+
+    planned = {p.job.name: p for p in chosen}
+    moment = _dt(now)
+    for job in jobs:
+        state = states.get(job.name)
+        if job.manual or job.catch_up == "latest" or state is None or state.current is not None:
+            continue
+        current = planned.get(job.name)
+        if current is not None and current.reason.startswith("retry"):
+            continue  # a retry of the slot that failed
+        handled = ledger.last_handled(db, job.name)
+        if handled is None:
+            if state.last_run is None:
+                if current is not None:  # its first run ever stands for the latest slot
+                    current.slot = now
+                continue
+            handled = state.last_run
+        zone = job_tz(job, tz)
+        decision = decide_catch_up(job.catch_up, job.spec, _dt(handled), moment, zone, job.max_catch_up,
+                                   job_jitter(job))
+        ledger.record(db, job.name, [at.timestamp() for at in decision.skipped], ledger.SKIPPED, now)
+        ledger.record(db, job.name, [at.timestamp() for at in decision.dropped], ledger.DROPPED, now)
+        if decision.slot is None:
+            planned.pop(job.name, None)
+            due = decision.next_due or next_regular(job.spec, _dt(handled), zone, job_jitter(job))
+            state.next_due = due.timestamp()
+            db.execute("UPDATE job_state SET next_due = ? WHERE name = ?", (state.next_due, job.name))
+            continue
+        slot = decision.slot.timestamp()
+        reason = f"catch-up ({job.catch_up}): the slot of {decision.slot.isoformat()}"
+        if current is None:
+            current = planned[job.name] = Planned(job, reason)
+        else:
+            current.reason = reason
+        current.slot = slot
+    order = {p.job.name: index for index, p in enumerate(chosen)}
+    ranks = {job.name: index for index, job in enumerate(jobs)}
+    return sorted(planned.values(), key=lambda p: (order.get(p.job.name, len(order)), ranks.get(p.job.name, 0)))
+
+
+def after_slot(db: sqlite3.Connection, job: Job, slot: float, tz: tzinfo) -> None:
+    """After a run of `slot`: due again at its next slot at the latest (at once when that passed too)."""
+    from .catchup import after_run
+
+    due = after_run(job.spec, _dt(slot), job_tz(job, tz), job_jitter(job)).timestamp()
+    db.execute("UPDATE job_state SET next_due = MIN(COALESCE(next_due, ?), ?) WHERE name = ?", (due, due, job.name))
 
 
 def record_outcome(
@@ -155,10 +225,10 @@ def record_outcome(
     tz = job_tz(job, tz)
     failures = 0
     if outcome != "completed":
-        failures = count_failures(job.spec, previous, _dt(started_at), tz)
+        failures = count_failures(job.spec, previous, _dt(started_at), tz, job_jitter(job))
     last = LastRun(_dt(started_at), outcome, failures)
     first_seen = _dt(state.first_seen) if state else last.started_at
-    due = None if job.manual else next_due(job.spec, last, tz, first_seen, backoff)[0].timestamp()
+    due = None if job.manual else next_due(job.spec, last, tz, first_seen, backoff, job_jitter(job))[0].timestamp()
     db.execute(
         "UPDATE job_state SET last_run = ?, last_finished = ?, last_outcome = ?, last_error = ?, "
         "failures = ?, next_due = ?, current = NULL, schedule = ? WHERE name = ?",

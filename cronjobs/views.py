@@ -13,7 +13,7 @@ from .pauses import JOB, paused
 from .queue import MessageView
 from .registry import Job, Registry
 from .schedule import EPOCH, UTC, next_due
-from .scheduler import JobState, job_tz, load_states, plan
+from .scheduler import JobState, job_jitter, job_tz, load_states, plan
 
 
 def _read_states(config: Any) -> tuple[dict[str, JobState], Optional[sqlite3.Connection]]:
@@ -58,7 +58,7 @@ def job_rows(config: Any, registry: Registry, now: Optional[float] = None) -> li
         else:
             first_seen = datetime.fromtimestamp(state.first_seen if state else now, UTC)
             at, _ = next_due(job.spec, state.last() if state else None, job_tz(job, tz), first_seen,
-                             config.retry_backoff)
+                             config.retry_backoff, job_jitter(job))
             due = now if at == EPOCH else at.timestamp()
         rows.append({
             "name": job.name,

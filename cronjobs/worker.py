@@ -20,7 +20,7 @@ from .errors import Cancelled, PermanentError, ResumeLater, Retry
 from .pauses import JOB, TYPE, paused_names
 from .registry import Job, Registry
 from .runs import CONTINUED, Run, Runs
-from .scheduler import JobState, Planned, plan, record_outcome, settle, sync_states
+from .scheduler import JobState, Planned, after_slot, apply_catch_up, plan, record_outcome, settle, sync_states
 from .skew import correct_skew
 
 log = logging.getLogger(__name__)
@@ -177,6 +177,8 @@ class Worker:
             ]
         else:
             chosen = plan(ordered, states, now, self.tz, self.backoff)
+            if any(job.catch_up != "latest" for job in ordered):
+                chosen = apply_catch_up(self.runs.db, ordered, states, chosen, now, self.tz)
             held = paused_names(self.runs.db, JOB)
             for planned in [p for p in chosen if p.job.name in held]:
                 self.emit("skipped", kind="job", name=planned.job.name, reason="paused (run-cron resume NAME)")
@@ -194,6 +196,10 @@ class Worker:
 
     def run_job(self, planned: Planned, state: Optional[JobState]) -> None:
         job = planned.job
+        if planned.slot is not None:  # the slot counts as run from its start: a kill does not run it twice
+            from . import ledger
+
+            ledger.record(self.runs.db, job.name, [planned.slot], ledger.RAN, self.clock())
         run = self.runs.start_job_run(job.name, self.clock(), resume=planned.resume)
         self.runs.board.set_current(run.id)
         self.emit("start", kind="job", name=job.name, uuid=run.uuid, attempt=run.attempt, reason=planned.reason)
@@ -208,6 +214,8 @@ class Worker:
 
         def record(outcome: str, error: Optional[str], now: float) -> None:
             record_outcome(self.runs.db, job, state, run.started_at, outcome, error, now, self.tz, self.backoff)
+            if planned.slot is not None:
+                after_slot(self.runs.db, job, planned.slot, self.tz)
 
         # After Retry or a continuation the run stays the job's current one, resumed when due.
         outcome, error = execute(self.runs, run, job.func, ctx, self.clock, record=record)

@@ -1,0 +1,53 @@
+"""Catch-up policies as pure functions of (schedule, last slot handled, now, time zone)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from cronjobs.catchup import MISSED_AFTER, decide_catch_up, slots
+from cronjobs.schedule import next_regular
+
+
+def at(tz, text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=tz)
+
+
+def test_slots_between(tz):
+    found = slots("hourly", at(tz, "2026-03-29 00:30"), at(tz, "2026-03-29 04:00"), tz)
+    # 02:00 does not exist in Berlin that night: the hourly wildcard job skips it, as cron does.
+    assert [s.strftime("%H:%M %Z") for s in found] == ["01:00 CET", "03:00 CEST", "04:00 CEST"]
+    assert len(slots("minutely", at(tz, "2026-01-01 00:00"), at(tz, "2026-02-01 00:00"), tz, limit=5)) == 5
+
+
+def test_latest_runs_once_for_all_missed(tz):
+    decision = decide_catch_up("latest", "hourly", at(tz, "2026-06-01 10:00"), at(tz, "2026-06-01 15:30"), tz)
+    assert decision.slot == at(tz, "2026-06-01 15:00") and not decision.skipped and not decision.dropped
+
+
+def test_skip_drops_slots_no_tick_reached_in_time(tz):
+    handled = at(tz, "2026-06-01 10:00")
+    late = decide_catch_up("skip", "hourly", handled, at(tz, "2026-06-01 12:30"), tz)
+    assert late.slot is None
+    assert late.skipped == [at(tz, "2026-06-01 11:00"), at(tz, "2026-06-01 12:00")]
+    assert late.next_due == at(tz, "2026-06-01 13:00")
+    in_time = decide_catch_up("skip", "hourly", handled, at(tz, "2026-06-01 12:04"), tz)
+    assert in_time.slot == at(tz, "2026-06-01 12:00") and in_time.skipped == [at(tz, "2026-06-01 11:00")]
+    assert MISSED_AFTER == 300
+
+
+def test_all_runs_each_slot_oldest_first_bounded(tz):
+    handled = at(tz, "2026-06-01 10:00")
+    now = at(tz, "2026-06-01 15:30")
+    first = decide_catch_up("all", "hourly", handled, now, tz, max_catch_up=3)
+    assert first.slot == at(tz, "2026-06-01 13:00")
+    assert first.dropped == [at(tz, "2026-06-01 11:00"), at(tz, "2026-06-01 12:00")]
+    second = decide_catch_up("all", "hourly", first.slot, now, tz, max_catch_up=3)
+    assert second.slot == at(tz, "2026-06-01 14:00") and not second.dropped
+    assert decide_catch_up("all", "hourly", at(tz, "2026-06-01 15:00"), now, tz).slot is None
+
+
+def test_jitter_moves_every_fire_time(tz):
+    after = at(tz, "2026-06-01 10:05")
+    assert next_regular("hourly", after, tz, jitter=1200) == at(tz, "2026-06-01 10:20")
+    assert next_regular("hourly", at(tz, "2026-06-01 10:20"), tz, jitter=1200) == at(tz, "2026-06-01 11:20")
+    assert next_regular("0 3 * * *", after, tz, jitter=90) == at(tz, "2026-06-02 03:01:30")
