@@ -15,6 +15,7 @@ from typing import Iterable, Optional
 
 from .errors import StoreError
 from .pauses import JOB, TYPE, paused
+from .rates import budget
 from .skew import SKEW_TOLERANCE
 
 TICK_KEYS = ("tick.started", "tick.finished", "tick.duration", "tick.outcome", "tick.trigger")
@@ -58,11 +59,13 @@ def is_idle(
     now: float,
     schema_version: int,
     skip_types: tuple[str, ...] = (),
+    rates: Iterable[tuple[str, tuple[int, float]]] = (),
 ) -> bool:
     """True when no declared job is due and no message is runnable or left running.
 
     `skip_types`: message types this tick would not run (cli_only handlers on an HTTP tick), so
-    their waiting messages do not fork a worker that has nothing to do.
+    their waiting messages do not fork a worker that has nothing to do. Messages of paused types,
+    and of types at their rate limit (`rates`: type, (count, seconds)), are not runnable either.
     """
     if connection.execute("PRAGMA user_version").fetchone()[0] != schema_version:
         return False
@@ -98,11 +101,19 @@ def is_idle(
     if connection.execute("SELECT 1 FROM message WHERE id = (SELECT MAX(id) FROM message) AND status = 'new' "
                           "AND created_at > ?", (future,)).fetchone():
         return False
-    skip_types = tuple(sorted(set(skip_types) | {name for kind, name in held if kind == TYPE}))
-    skip = f" AND type NOT IN ({', '.join('?' * len(skip_types))})" if skip_types else ""
-    return not connection.execute(
-        f"SELECT 1 FROM message WHERE status = 'new' AND run_at <= ?{skip} LIMIT 1", (now, *skip_types)
-    ).fetchone()
+    skipped = set(skip_types) | {name for kind, name in held if kind == TYPE}
+    limited = [(type_, rate) for type_, rate in rates if type_ not in skipped]
+    types = sorted(skipped | {type_ for type_, _ in limited})
+    skip = f" AND type NOT IN ({', '.join('?' * len(types))})" if types else ""
+    if connection.execute(
+        f"SELECT 1 FROM message WHERE status = 'new' AND run_at <= ?{skip} LIMIT 1", (now, *types)
+    ).fetchone():
+        return False
+    for type_, rate in limited:
+        if connection.execute("SELECT 1 FROM message WHERE status = 'new' AND run_at <= ? AND type = ? LIMIT 1",
+                              (now, type_)).fetchone() and budget(connection, type_, rate, now)[0] > 0:
+            return False
+    return True
 
 
 def tick_file(database: str) -> str:

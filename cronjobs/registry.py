@@ -117,20 +117,22 @@ class Job(_Frozen):
 class Handler(_Frozen):
     """A handler for queued messages of one type: a function of `(ctx, payload)`."""
 
-    __slots__ = ("type", "func", "module", "cli_only")
+    __slots__ = ("type", "func", "module", "cli_only", "rate")
     _fields = __slots__
     type: str
     func: Callable[..., Any]
     module: Optional[str]
     cli_only: bool
+    rate: Optional[tuple[int, float]]  # at most this many starts per this many seconds (see `rates`)
 
     def __init__(self, type: str, func: Callable[..., Any], module: Optional[str] = None,
-                 cli_only: bool = False) -> None:
+                 cli_only: bool = False, rate: Optional[tuple[int, float]] = None) -> None:
         setter = object.__setattr__
         setter(self, "type", type)
         setter(self, "func", func)
         setter(self, "module", module)
         setter(self, "cli_only", cli_only)
+        setter(self, "rate", rate)
 
 
 class Registry:
@@ -311,8 +313,11 @@ def manual(func: Optional[F] = None, *, name: Optional[str] = None, cli_only: bo
     return wrap(func) if func is not None else wrap
 
 
-def handler(message_type: str, *, cli_only: bool = False) -> Callable[[F], F]:
-    """Declare the handler of queued messages of `message_type`: a function of `(ctx, payload)`."""
+def handler(message_type: str, *, cli_only: bool = False, rate: Optional[str] = None) -> Callable[[F], F]:
+    """Declare the handler of queued messages of `message_type`: a function of `(ctx, payload)`.
+
+    `rate="200/h"` (also /min, /d): messages beyond it wait in the queue without using attempts.
+    """
     if not isinstance(message_type, str) or not message_type:
         # A bare `@cronjobs.handler` passes the function here and would register nothing.
         func = message_type if callable(message_type) else None
@@ -322,12 +327,21 @@ def handler(message_type: str, *, cli_only: bool = False) -> Callable[[F], F]:
         )
 
     def decorator(func: F) -> F:
+        parsed = None
+        if rate is not None:
+            from .rates import parse_rate
+
+            try:
+                parsed = parse_rate(rate)
+            except ValueError as exc:
+                raise JobDefinitionError(getattr(func, "__module__", None), message_type, str(exc)) from None
         registry.add_handler(
             Handler(
                 type=message_type,
                 func=func,
                 module=getattr(func, "__module__", None),
                 cli_only=cli_only,
+                rate=parsed,
             )
         )
         return func

@@ -179,7 +179,9 @@ def run_tick(
             jobs = [(job.name, job.key(tz_key)) for job in registry.jobs.values()
                     if periodic and not job.manual and (cli or not job.cli_only)]
             skip = () if cli else tuple(h.type for h in registry.handlers.values() if h.cli_only)
-            if force is None and fast is not None and is_idle(fast, jobs, result.started_at, SCHEMA_VERSION, skip):
+            rates = [(type_, handler.rate) for type_, handler in registry.handlers.items() if handler.rate]
+            if force is None and fast is not None and is_idle(fast, jobs, result.started_at, SCHEMA_VERSION, skip,
+                                                               rates):
                 result.status = "idle"
             else:
                 if fast is not None and not server:

@@ -18,6 +18,7 @@ from .board import BoardState
 from .context import Context
 from .errors import Cancelled, PermanentError, ResumeLater, Retry
 from .pauses import JOB, TYPE, paused_names
+from .rates import budget, describe
 from .registry import Job, Registry
 from .runs import CONTINUED, Run, Runs
 from .scheduler import JobState, Planned, after_slot, apply_catch_up, plan, record_outcome, settle, sync_states
@@ -234,9 +235,20 @@ class Worker:
         handlers = self.registry.handlers
         excluded = [t for t, h in handlers.items() if h.cli_only] if self.trigger == "http" else []
         held = sorted(paused_names(self.runs.db, TYPE))
+        rates = {t: h.rate for t, h in handlers.items() if h.rate and t not in held and t not in excluded}
+        limited: dict[str, float] = {}
         size = 1
         while not self.out_of_time():
-            batch = self.runs.claim_messages(self.clock(), size, excluded + held, self.resumed)
+            left = {}
+            if rates:
+                now = self.clock()
+                for type_, rate in rates.items():
+                    left[type_], until = budget(self.runs.db, type_, rate, now)
+                    if until is not None:
+                        limited[type_] = until
+                    else:
+                        limited.pop(type_, None)
+            batch = self.runs.claim_messages(self.clock(), size, excluded + held + sorted(limited), self.resumed)
             if not batch:
                 break
             self.emit("claimed", count=len(batch))  # also pushes the last batch's events to the supervisor
@@ -247,6 +259,12 @@ class Worker:
                     self.runs.release(batch[index:])
                     all_fast = False
                     break
+                if run.type in left:
+                    if left[run.type] <= 0:  # its type reached its rate limit within this batch
+                        self.runs.release(batch[index:])
+                        all_fast = False
+                        break
+                    left[run.type] -= 1
                 if self.run_message(run, handlers) > FAST_HANDLER:
                     self.runs.flush()  # a slow handler's success is committed at once
                     self.runs.release(batch[index + 1:])
@@ -256,6 +274,11 @@ class Worker:
         self.runs.flush()
         if held:
             self._report_left(held, "paused: left queued until run-cron resume")
+        for type_, rate in sorted(rates.items()):
+            _, until = budget(self.runs.db, type_, rate, self.clock())
+            if until is not None:
+                self._report_left([type_], f"rate limit {describe(rate)} reached: left queued, "
+                                           f"the next may start in {max(until - self.clock(), 0):.0f} s")
         if excluded:
             self._report_left(excluded, "cli_only: left queued for the next CLI tick")
 

@@ -117,6 +117,7 @@ def collect(config: Config, registry: Registry, guard: AbstractContextManager,
                     "SELECT DISTINCT owner FROM message WHERE kind = 'message' AND owner IS NOT NULL "
                     "ORDER BY owner LIMIT 200")]
                 data["paused_types"] = sorted(name for kind, name in paused(db) if kind == TYPE)
+                data["waiting"] = waiting_reasons(db, registry, data["paused_types"], config.tz)
         data["meta"] = read_tick(config.database)
     data["types"] = sorted(set(data["types"]) | set(registry.handlers))
     data["live"] = live_state(config)  # takes the guard itself
@@ -162,7 +163,7 @@ def status_page(config: Config, registry: Registry, base: str, guard: AbstractCo
         _jobs_table(data, base, csrf, tz) if data["jobs"] else '<p class="muted">No periodic jobs declared.</p>',
         "<h2>Queued messages</h2>",
         _filter_form(data, filters, base),
-        _messages_table(data["messages"], base, csrf, tz, filters) if data["messages"] else
+        _messages_table(data["messages"], base, csrf, tz, filters, data.get("waiting")) if data["messages"] else
         f'<p class="muted">{"No messages match these filters." if filters else "No messages."}</p>',
         "</body></html>\n",
     ]
@@ -177,6 +178,19 @@ def _notice(query: dict[str, list[str]]) -> str:
     fields = {name: f"<b>{_e((query.get(name) or [''])[0][:200])}</b>" for name in ("subject", "detail")}
     problem = problem or (code == "ran" and (query.get("detail") or [""])[0] != "completed")
     return f'<p class="notice{" problem" if problem else ""}" role="status">{template.format(**fields)}</p>'
+
+
+def waiting_reasons(db: Any, registry: Registry, paused_types: list[str], tz: Any) -> dict[str, str]:
+    """Why new messages of a type wait although due: {type: reason} (paused, rate limit reached)."""
+    from ..rates import describe, exhausted
+    from ..views import local_iso
+
+    reasons = {name: "its type is paused (run-cron resume)" for name in paused_types}
+    rates = {name: handler.rate for name, handler in registry.handlers.items() if handler.rate}
+    for name, until in exhausted(db, rates.items(), time.time()).items():
+        reasons.setdefault(name, f"rate limit {describe(rates[name])} reached; the next may start at "
+                                 f"{(local_iso(until, tz) or '').replace('T', ' ')}")
+    return reasons
 
 
 def _tick_line(data: dict[str, Any], tz: Any, local_iso: Any) -> str:
@@ -287,7 +301,7 @@ def _progress(view: MessageView) -> str:
 
 
 def _messages_table(views: list[MessageView], base: str, csrf: Optional[str], tz: Any,
-                    filters: dict[str, str]) -> str:
+                    filters: dict[str, str], waiting: Optional[dict[str, str]] = None) -> str:
     from ..views import local_iso
 
     rows = []
@@ -299,13 +313,15 @@ def _messages_table(views: list[MessageView], base: str, csrf: Optional[str], tz
         else:
             action = ""
         due = view.run_at if view.status == "new" else view.started_at
+        why = (waiting or {}).get(view.type) if view.status == "new" else None
         rows.append(
             f'<tr class="message" data-uuid="{_e(view.uuid)}" data-status="{_e(view.status)}">'
             + _cell("Message", f"<span>{_e(view.type)}</span> {_badge(view.status)}", "title")
             + _cell("Progress", _progress(view) if view.status == "pending" or view.progress else "")
             + _cell("Attempts", f"{view.attempts}/{view.max_attempts}")
             + _cell("Owner", _e(view.owner)) + _cell("Created", _time(local_iso(view.created_at, tz)), "nowrap")
-            + _cell("Runs at" if view.status == "new" else "Started", _time(local_iso(due, tz)), "nowrap")
+            + _cell("Runs at" if view.status == "new" else "Started", _time(local_iso(due, tz))
+                    + (f'<div class="waiting">waiting: {_e(why)}</div>' if why else ""), "nowrap")
             + _cell("Finished", _time(local_iso(view.finished_at, tz)), "nowrap")
             + _cell("Details", f'<span class="muted">{_e(view.uuid)}</span>'
                     + (f' <span class="muted">key {_e(view.key)}</span>' if view.key else "")

@@ -1,0 +1,94 @@
+"""Rate limits per message type: parsing, the sliding window, and real ticks under faketime."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from conftest import TOKEN, cli_env, fetch, web_project
+from test_jobopts_e2e import tick_at
+from test_schedule_e2e import LIBFAKETIME
+from test_web import Server
+
+from cronjobs.rates import budget, parse_rate
+
+
+@pytest.mark.parametrize("text, expected", [("200/h", (200, 3600.0)), ("5/min", (5, 60.0)),
+                                            ("1000 / d", (1000, 86400.0)), ("3/hour", (3, 3600.0))])
+def test_parse_rate(text, expected):
+    assert parse_rate(text) == expected
+
+
+@pytest.mark.parametrize("text", ["200", "0/h", "5/week", "-1/h", "x/h"])
+def test_bad_rate(text):
+    with pytest.raises(ValueError, match=r"expected a count per minute, hour or day such as \"200/h\""):
+        parse_rate(text)
+
+
+def test_budget_is_a_sliding_window(db, queue, runs):
+    base = time.time() + 10
+    for _ in range(3):
+        queue.enqueue("mail.send", {})
+    for now in (base, base + 100):
+        run = runs.claim_message(now)
+        runs.complete(run, now + 1)
+    assert budget(db.connection(), "mail.send", (2, 3600.0), base + 200) == (0, base + 3600)
+    assert budget(db.connection(), "mail.send", (2, 3600.0), base + 3601) == (1, None)
+    assert budget(db.connection(), "other", (2, 3600.0), base + 200) == (2, None)
+
+
+JOBS = """
+@cronjobs.handler("mail.send", rate="3/h")
+def send(ctx, payload): record("mail", payload["n"])
+
+@cronjobs.handler("log.write")
+def write(ctx, payload): record("log")
+"""
+
+
+@pytest.mark.skipif(LIBFAKETIME is None, reason="libfaketime is not installed")
+def test_over_the_limit_waits_without_using_attempts(project):
+    project.write_jobs(JOBS)
+    uuids = [tick_at(project, "2026-06-01 08:00:00", "enqueue", "mail.send", json.dumps({"n": n})).stdout.strip()
+             for n in range(5)]
+    tick_at(project, "2026-06-01 08:00:00", "enqueue", "log.write")
+    result = tick_at(project, "2026-06-01 08:00:10", "-v")
+    assert result.returncode == 0, result.stderr
+    assert project.ran() == ["mail 0", "mail 1", "mail 2", "log"]
+    assert "rate limit 3/h reached" in result.stderr
+    waiting = [json.loads(tick_at(project, "2026-06-01 08:00:20", "show", uuid, "--json").stdout)
+               for uuid in uuids[3:]]
+    assert [(view["status"], view["attempts_used"]) for view in waiting] == [("new", 0), ("new", 0)]
+    idle = tick_at(project, "2026-06-01 08:30:10", "-v")  # nothing may start: an idle tick, no worker
+    assert "nothing due" in idle.stderr
+    assert tick_at(project, "2026-06-01 09:00:05").returncode == 0  # the window is still full until 09:00:10
+    assert len(project.ran()) == 4
+    assert tick_at(project, "2026-06-01 09:00:30").returncode == 0
+    assert project.ran()[4:] == ["mail 3", "mail 4"]
+
+
+def test_bad_rate_names_the_handler(project):
+    project.write_jobs("""
+    @cronjobs.handler("mail.send", rate="lots")
+    def send(ctx, payload): pass
+    """)
+    result = project.run()
+    assert result.returncode == 2
+    assert "mail.send" in result.stderr and "rate='lots'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_status_page_says_why_messages_wait(tmp_path):
+    project = web_project(tmp_path / "site")
+    jobs = project.path / "jobs.py"
+    limited = '@cronjobs.handler("web.echo", rate="1/h")'
+    jobs.write_text(jobs.read_text().replace('@cronjobs.handler("web.echo")', limited))
+    for n in range(2):
+        assert project.run("enqueue", "web.echo", json.dumps({"n": n})).returncode == 0
+    assert project.run().returncode == 0
+    server = Server([*project.command(), "serve", "--port", "0"], project.path, cli_env())
+    try:
+        page = fetch(server.url("/?token=" + TOKEN)).text
+    finally:
+        server.stop()
+    assert "rate limit 1/h reached; the next may start at" in page
