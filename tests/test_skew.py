@@ -19,7 +19,7 @@ from conftest import Project, cli_env
 
 from cronjobs.idle import is_idle, last_tick_started, record_tick
 from cronjobs.queue import insert_message
-from cronjobs.registry import schedule_key
+from cronjobs.registry import Job, schedule_key
 from cronjobs.runs import Runs
 from cronjobs.scheduler import plan, sync_states
 from cronjobs.skew import correct_skew
@@ -40,14 +40,9 @@ def mail(ctx, payload): record("mail", (payload or {}).get("note"))
 """
 
 
-class Job:
-    def __init__(self, name: str, schedule: str) -> None:
-        self.name, self.schedule = name, schedule
-
-
 def test_a_last_run_a_day_ahead_is_treated_as_now_with_one_warning(db, tz, caplog):
     connection = db.connection()
-    job = Job("every_hour", "hourly")
+    job = Job("every_hour", lambda ctx: None, "hourly")
     ahead = NOW + DAY
     sync_states(connection, [job], ahead, tz, 0)
     connection.execute("UPDATE job_state SET last_run = ?, last_finished = ?, last_outcome = 'success', "

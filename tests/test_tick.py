@@ -233,7 +233,7 @@ def test_list_json_reports_schedule_last_run_outcome_and_next_due(project):
     assert by_name["every-minute-cron"]["schedule"] == "* * * * *"
     assert by_name["d"]["next_due"].endswith(("+01:00", "+02:00"))
     table = project.run("list").stdout.splitlines()
-    assert table[0].split() == ["NAME", "SCHEDULE", "LAST", "RUN", "LAST", "OUTCOME", "NEXT", "DUE"]
+    assert table[0].split() == ["NAME", "SCHEDULE", "LAST", "RUN", "LAST", "OUTCOME", "NEXT", "DUE", "PAUSED"]
 
 
 def test_launcher_works_by_absolute_path_from_another_directory(project, tmp_path):
