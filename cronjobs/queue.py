@@ -59,8 +59,16 @@ def insert_message(
     max_attempts: int = 3,
     owner: Optional[str] = None,
     now: Optional[float] = None,
+    public: bool = False,
+    tags: Optional[Collection[str]] = None,
 ) -> str:
-    """Insert one message; with `key`, return the live message of that key instead of a second one."""
+    """Insert one message; with `key`, return the live message of that key instead of a second one.
+
+    `public` and `tags` (see `labels`) are stored with a new message, in its transaction.
+    """
+    from .labels import check_tags, label
+
+    tag_list = check_tags(tags)
     if not type or not isinstance(type, str):
         raise ValueError("message type must be a non-empty string")
     if int(max_attempts) < 1:
@@ -75,16 +83,18 @@ def insert_message(
         "attempts, max_attempts, seq, progress, created_at) "
         "VALUES (?, 'message', ?, ?, 'new', ?, ?, ?, ?, 0, ?, 0, 0, ?)"
     )
-    if key is None:
+    if key is None and not public and not tag_list:
         db.execute(insert, params)
         return uuid
     db.execute("BEGIN IMMEDIATE")
     try:
-        row = db.execute(
-            "SELECT uuid FROM message WHERE key = ? AND status IN ('new', 'pending')", (key,)
-        ).fetchone()
+        row = None
+        if key is not None:
+            row = db.execute(
+                "SELECT uuid FROM message WHERE key = ? AND status IN ('new', 'pending')", (key,)
+            ).fetchone()
         if row is None:
-            db.execute(insert, params)
+            label(db, int(db.execute(insert, params).lastrowid or 0), public, tag_list)
         db.execute("COMMIT")
     except BaseException:
         if db.in_transaction:
@@ -121,6 +131,8 @@ class MessageView:
     warnings: list[dict[str, Any]] = field(default_factory=list)
     attachments: list[dict[str, Any]] = field(default_factory=list)
     attempts_used: int = 0  # attempts that count against max_attempts (failures, not continuations)
+    public: bool = False  # listed for every owner (see `labels`)
+    tags: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """The fields of `run-cron show --json`, times as ISO 8601 UTC strings."""
@@ -148,6 +160,8 @@ class MessageView:
             "run_at": iso(self.run_at),
             "done": self.done,
             "total": self.total,
+            "public": self.public,
+            "tags": list(self.tags),
         }
 
 
@@ -214,10 +228,13 @@ class Queue:
         max_attempts: int = 3,
         owner: Optional[str] = None,
         allow_unknown: bool = False,
+        public: bool = False,
+        tags: Optional[Collection[str]] = None,
     ) -> str:
         """Queue a message for the next tick and return its uuid (or the live one with `key`).
 
         `allow_unknown=True` is for producers that cannot know the handlers (see the class).
+        `public=True` lists it in every owner's listing; `tags` label it for `jobs(tag=...)`.
         """
         from .store import translate_errors
 
@@ -234,6 +251,8 @@ class Queue:
                 key=key,
                 max_attempts=max_attempts,
                 owner=owner,
+                public=public,
+                tags=tags,
             )
 
     def _view(self, row: tuple[Any, ...], details: bool) -> MessageView:
@@ -292,7 +311,16 @@ class Queue:
         row = self.db.execute(f"SELECT {_VIEW_COLUMNS} FROM message WHERE uuid = ?", (uuid,)).fetchone()
         if row is None:
             raise MessageNotFound(uuid)
-        return self._view(row, details=True)
+        return self._labelled([self._view(row, details=True)], [row[0]])[0]
+
+    def _labelled(self, views: list[MessageView], ids: list[int]) -> list[MessageView]:
+        from .labels import read
+
+        found = read(self.db, ids)
+        for view, row_id in zip(views, ids):
+            if row_id in found:
+                view.public, view.tags = found[row_id]
+        return views
 
     def jobs(
         self,
@@ -302,12 +330,18 @@ class Queue:
         kind: Optional[str] = "message",
         limit: Optional[int] = None,
         details: bool = True,
+        tag: Optional[str] = None,
     ) -> list[MessageView]:
-        """Messages, newest first, filtered by owner, status, type and kind ("message" or "job")."""
+        """Messages, newest first, filtered by owner, status, type, kind ("message" or "job") and tag.
+
+        With `owner`, other owners' public messages are listed too (Contao's public jobs).
+        """
+        from .labels import where as label_where
+
         if status is not None and status not in STATUSES:
             raise ValueError(f"unknown status {status!r} (expected one of {', '.join(STATUSES)})")
-        where, params = [], []
-        for column, value in (("owner", owner), ("status", status), ("type", type), ("kind", kind)):
+        where, params = label_where(self.db, owner, tag)
+        for column, value in (("status", status), ("type", type), ("kind", kind)):
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
@@ -317,7 +351,8 @@ class Queue:
         sql += " ORDER BY id DESC"
         if limit:
             sql += f" LIMIT {int(limit)}"
-        return [self._view(row, details) for row in self.db.execute(sql, params).fetchall()]
+        rows = self.db.execute(sql, params).fetchall()
+        return self._labelled([self._view(row, details) for row in rows], [row[0] for row in rows])
 
     def counts(self) -> dict[str, int]:
         """Queue depth by status (messages only)."""

@@ -139,9 +139,11 @@ def describe_message(view: MessageView, tz: Any) -> str:
              "run_at": view.run_at if view.status == "new" else None}
     for key, timestamp in times.items():
         data[key] = local_iso(timestamp, tz)
+    data["public"] = "yes" if view.public else "no"
+    data["tags"] = ", ".join(view.tags) or None
     lines = [f"{key + ':':<13}{'-' if data[key] is None else data[key]}" for key in (
         "uuid", "type", "status", "progress", "offset", "state", "attempts", "max_attempts", "priority",
-        "key", "owner", "created_at", "run_at", "started_at", "finished_at")]
+        "key", "owner", "public", "tags", "created_at", "run_at", "started_at", "finished_at")]
     lines.append("errors:" + ("" if view.errors else " -"))
     lines += [f"  attempt {e['attempt']} {e['outcome']}: {e['error']}" for e in view.errors]
     lines.append("warnings:" + ("" if view.warnings else " -"))

@@ -104,12 +104,14 @@ def run_now(ctx: click.Context, config_path: Optional[str], names: tuple[str, ..
 @click.option("--key", default=None, help="De-duplicate: return the live message with this key.")
 @click.option("--max-attempts", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--owner", default=None, help="Who the message belongs to (for example user:7).")
+@click.option("--public", is_flag=True, help="List it for every owner, not only its own.")
+@click.option("--tag", "tags", multiple=True, metavar="TAG", help="Label it (repeatable); see messages --tag.")
 @click.option("--allow-unknown-type", is_flag=True,
               help="Queue it even if no jobs module declares a handler for TYPE (yet).")
 @click.pass_obj
 def enqueue(state: State, config_path: Optional[str], message_type: str, payload: Optional[str], priority: int,
-            delay: float, key: Optional[str], max_attempts: int, owner: Optional[str],
-            allow_unknown_type: bool) -> None:
+            delay: float, key: Optional[str], max_attempts: int, owner: Optional[str], public: bool,
+            tags: tuple[str, ...], allow_unknown_type: bool) -> None:
     """Queue a message of TYPE with a JSON object as payload; prints its uuid."""
     data = None
     if payload is not None:
@@ -130,24 +132,25 @@ def enqueue(state: State, config_path: Optional[str], message_type: str, payload
             raise UnknownMessageType(message_type)
     with state.queue(config_path) as queue:
         click.echo(queue.enqueue(message_type, data, priority=priority, delay=delay, key=key,
-                                 max_attempts=max_attempts, owner=owner))
+                                 max_attempts=max_attempts, owner=owner, public=public, tags=list(tags)))
 
 
 @command()
 @common_options
 @click.option("--status", type=click.Choice(["new", "pending", "completed", "failed", "cancelled"]))
 @click.option("--type", "message_type", metavar="TYPE")
-@click.option("--owner")
+@click.option("--owner", help="This owner's messages and everyone's public ones.")
+@click.option("--tag", metavar="TAG", help="Only messages with this tag.")
 @click.option("--limit", type=click.IntRange(min=1), default=None)
 @json_option
 @click.pass_obj
 def messages(state: State, config_path: Optional[str], status: Optional[str], message_type: Optional[str],
-             owner: Optional[str], limit: Optional[int], as_json: bool) -> None:
+             owner: Optional[str], tag: Optional[str], limit: Optional[int], as_json: bool) -> None:
     """Queued messages with status and progress, newest first (alias: jobs)."""
     from ..views import message_rows, render_table
 
     with state.queue(config_path) as queue:
-        found = queue.jobs(owner=owner, status=status, type=message_type, limit=limit, details=as_json)
+        found = queue.jobs(owner=owner, status=status, type=message_type, limit=limit, details=as_json, tag=tag)
         if as_json:
             import json
 
