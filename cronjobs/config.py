@@ -39,8 +39,9 @@ class Record:
 
 class HttpConfig(Record):
     def __init__(self, token: Optional[str] = None, prefix: str = "", time_limit: float = 20.0,
-                 min_interval: float = 60.0, max_body: int = 65536) -> None:
+                 min_interval: float = 60.0, max_body: int = 65536, public_metrics: bool = False) -> None:
         self.token = token
+        self.public_metrics = public_metrics  # /metrics without the token
         self.prefix = prefix
         self.time_limit = time_limit
         self.min_interval = min_interval
@@ -139,6 +140,17 @@ def _choice(options: tuple[str, ...]) -> Callable[[str], str]:
     return parse
 
 
+def _flag(text: str) -> bool:
+    value = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False,
+             "0": False}.get(text.strip().lower())
+    if value is None:
+        raise ValueError
+    return value
+
+
+_flag.expected = "true or false"  # type: ignore[attr-defined]
+
+
 def _text(text: str) -> str:
     return text
 
@@ -222,6 +234,7 @@ _SCHEMA: dict[str, dict[str, Callable[[str], object]]] = {
         "time_limit": _number(1),
         "min_interval": _number(0),
         "max_body": _number(0, integer=True),
+        "public_metrics": _flag,
     },
     "log": {
         "file": _optional_text,

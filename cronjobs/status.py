@@ -21,6 +21,7 @@ from .errors import StoreError
 from .files import loose_files, store_files
 from .idle import no_schema, open_fast, read_tick
 from .lock import LockError, SupervisorLock
+from .metrics import collect as collect_metrics
 from .pauses import paused
 from .queue import iso
 from .registry import Registry
@@ -53,6 +54,7 @@ class Facts:
     jobs: list[JobFacts] = field(default_factory=list)
     loose_files: list[tuple[str, int]] = field(default_factory=list)  # (path, mode) others may read
     paused: dict[tuple[str, str], float] = field(default_factory=dict)  # (kind, name) -> since
+    metrics: dict[str, Any] = field(default_factory=dict)  # see `metrics.collect`
 
 
 @dataclass
@@ -101,6 +103,7 @@ class Status:
                      for row in self.problem_jobs],
             "paused": [{"kind": kind, "name": name, "since": iso(at)}
                        for (kind, name), at in sorted(self.facts.paused.items())],
+            "metrics": self.facts.metrics,
         }
 
 
@@ -199,6 +202,7 @@ def collect(config: Any, registry: Registry) -> Facts:
                     "WHERE kind = 'message' AND status = 'failed' ORDER BY id DESC LIMIT ?", (FAILED_SHOWN,))
             ]
             facts.paused = paused(connection)
+            facts.metrics = collect_metrics(connection, time.time())
             states = {
                 row[0]: row[1:]
                 for row in connection.execute(

@@ -40,6 +40,25 @@ def periodic(state: State, config_path: Optional[str], as_json: bool) -> None:
 
 @command()
 @common_options
+@click.argument("name", metavar="JOB|TYPE")
+@json_option
+@click.pass_obj
+def why(state: State, config_path: Optional[str], name: str, as_json: bool) -> None:
+    """Why a periodic job or message type did or did not run at the last ticks, and when it runs next."""
+    from ..registry import registry
+    from ..why import explain, render
+
+    answers = explain(state.config(config_path), registry, name)
+    if as_json:
+        import json
+
+        click.echo(json.dumps([answer.to_json() for answer in answers], indent=2))
+        return
+    click.echo(render(answers))
+
+
+@command()
+@common_options
 @click.argument("names", metavar="JOB|TYPE...", nargs=-1, required=True)
 @click.pass_obj
 def pause(state: State, config_path: Optional[str], names: tuple[str, ...]) -> None:

@@ -47,7 +47,7 @@ from .http import (
     request_token,
     token_matches,
 )
-from .store import db_guard, read_health, register_fork_hooks, seconds_until_allowed, trigger_lock
+from .store import db_guard, read_health, read_metrics, register_fork_hooks, seconds_until_allowed, trigger_lock
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +55,8 @@ log = logging.getLogger(__name__)
 CGI_FALLBACK = "RUN_CRON_CGI_FALLBACK"
 COOKIE = "run_cron_page"
 COOKIE_MAX_AGE = 30 * 86400
-_ROUTES = {"/run": ("GET", "POST"), "/health": ("GET", "HEAD"), "/": ("GET", "HEAD"), "/action": ("POST",),
-           "/live": ("GET",), "/page.js": ("GET", "HEAD")}
+_ROUTES = {"/run": ("GET", "POST"), "/health": ("GET", "HEAD"), "/metrics": ("GET", "HEAD"), "/": ("GET", "HEAD"),
+           "/action": ("POST",), "/live": ("GET",), "/page.js": ("GET", "HEAD")}
 
 
 class App:
@@ -166,7 +166,8 @@ class App:
         allowed = ("GET", "HEAD") if route == "/attachment" else _ROUTES.get(route)
         if allowed is None:
             return error_response(404, "not found")
-        if route != "/health" and not config.http.token:
+        public = route == "/health" or (route == "/metrics" and config.http.public_metrics)
+        if not public and not config.http.token:
             return error_response(404, "not found")  # no token configured: trigger and page are off
         if method not in allowed:
             return Response(405, b"method not allowed\n", headers=[("Allow", ", ".join(allowed))])
@@ -174,6 +175,10 @@ class App:
         if route == "/health":
             healthy, report = read_health(config)
             return json_response(200 if healthy else 503, report)
+        if route == "/metrics":
+            if not public and not token_matches(request_token(environ, query), config.http.token or ""):
+                return error_response(403, "forbidden: wrong or missing token")
+            return Response(200, read_metrics(config).encode("utf-8"), "text/plain; version=0.0.4; charset=utf-8")
         if route == "/run":
             return self.run(config, environ, query, began)
         if route == "/page.js":

@@ -17,6 +17,7 @@ from ..config import Config
 from ..errors import StoreError
 from ..idle import last_tick_started, no_schema, open_fast, read_tick
 from ..lock import LockError
+from ..metrics import collect as collect_metrics
 
 # Forking (the tick's worker) while another thread is inside SQLite could copy a held SQLite mutex into
 # the child, which would then hang until the hard limit. Threads that touch the database hold this lock,
@@ -91,6 +92,7 @@ def read_health(config: Config, now: Optional[float] = None) -> tuple[bool, dict
     now = time.time() if now is None else now
     counts = dict.fromkeys(STATUSES, 0)
     failing: list[str] = []
+    metrics: dict[str, Any] = {}
     with db_guard:
         connection = open_fast(config.database, config.busy_timeout)
         if connection is not None:
@@ -101,6 +103,7 @@ def read_health(config: Config, now: Optional[float] = None) -> tuple[bool, dict
                 failing = [name for (name,) in connection.execute(
                     f"SELECT name FROM job_state WHERE last_outcome IN ({marks}) ORDER BY name",
                     sorted(FAILED_OUTCOMES))]
+                metrics = collect_metrics(connection, now)
             except sqlite3.Error as exc:
                 if not no_schema(exc):  # else: created but no schema yet
                     raise StoreError(config.database, exc) from exc
@@ -121,7 +124,30 @@ def read_health(config: Config, now: Optional[float] = None) -> tuple[bool, dict
         "stale_after": config.stale_after,
         "queue": counts,
         "failing_jobs": failing,
+        "metrics": metrics,
     }
+
+
+def read_metrics(config: Config, now: Optional[float] = None) -> str:
+    """The Prometheus text of `/metrics` (see `metrics.prometheus`); raises StoreError as read_health."""
+    from ..metrics import prometheus
+
+    now = time.time() if now is None else now
+    counts: dict[str, int] = {}
+    metrics: dict[str, Any] = {}
+    with db_guard:
+        connection = open_fast(config.database, config.busy_timeout)
+        if connection is not None:
+            try:
+                counts.update(connection.execute(
+                    "SELECT status, COUNT(*) FROM message WHERE kind = 'message' GROUP BY status"))
+                metrics = collect_metrics(connection, now)
+            except sqlite3.Error as exc:
+                if not no_schema(exc):
+                    raise StoreError(config.database, exc) from exc
+            finally:
+                connection.close()
+    return prometheus(metrics, counts)
 
 
 def seconds_until_allowed(config: Config, now: Optional[float] = None) -> Optional[int]:

@@ -1,0 +1,86 @@
+"""`run-cron why NAME` through the real CLI: each reason a job or message type did or did not run."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+from test_jobopts_e2e import tick_at
+from test_schedule_e2e import pytestmark  # noqa: F401 (skips without libfaketime)
+
+JOBS = """
+@cronjobs.daily(at="03:00")
+def nightly(ctx): record("nightly")
+
+@cronjobs.hourly(cli_only=True)
+def cli_hourly(ctx): record("cli_hourly")
+
+@cronjobs.manual
+def reindex(ctx): pass
+
+@cronjobs.hourly
+def flaky(ctx): raise RuntimeError("database away")
+
+@cronjobs.handler("mail.send", rate="1/h")
+def send(ctx, payload): record("mail")
+"""
+
+
+def why(project, at: str, name: str) -> dict:
+    result = tick_at(project, at, "why", name, "--json")
+    assert result.returncode == 0, result.stderr
+    (answer,) = json.loads(result.stdout)
+    return answer
+
+
+def text(project, at: str, name: str) -> str:
+    result = tick_at(project, at, "why", name)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_why_jobs(project):
+    project.write_jobs(JOBS)
+    project.write_config(retry_backoff="600")
+    assert tick_at(project, "2026-06-01 08:00:10").returncode == 1  # flaky fails
+    answer = why(project, "2026-06-01 08:00:30", "nightly")
+    assert answer["next_due"] == "2026-06-02T03:00:00+02:00"
+    assert "not due yet: next at 2026-06-02T03:00:00+02:00 (first fire time since it was declared)" in \
+        answer["explanation"]
+    assert "it is a manual job: it runs only when named (run-cron run reindex)" in text(
+        project, "2026-06-01 08:00:30", "reindex")
+    flaky = why(project, "2026-06-01 08:00:30", "flaky")
+    assert flaky["last_outcome"] == "failed" and flaky["last_error"] == "RuntimeError: database away"
+    assert any(line.startswith("waiting for retry backoff: retry 1 after the last run failed, at "
+                               "2026-06-01T10:10:1") for line in flaky["explanation"]), flaky
+
+    # Only HTTP ticks since the hour began: the cli_only job waits for a CLI tick.
+    with sqlite3.connect(project.database) as db:
+        db.execute("UPDATE job_state SET next_due = 0")
+    tick_file = project.database.parent / (project.database.name + "-tick")
+    started = 1780304460.0  # 2026-06-01 09:01:00 UTC
+    tick_file.write_text(f"tick.started={started}\ntick.finished={started + 1}\ntick.duration=1\n"
+                         "tick.outcome=ok\ntick.trigger=http\n")
+    answer = why(project, "2026-06-01 09:01:30", "cli_hourly")
+    assert "it is cli_only and the last tick came from the HTTP trigger: the next CLI tick runs it" in \
+        answer["explanation"]
+    # No tick for hours: says so.
+    stale = text(project, "2026-06-01 15:00:00", "cli_hourly")
+    assert "ticks are not running: the last one finished 6 h ago" in stale
+
+    project.run("pause", "nightly")
+    assert any(line.startswith("it is paused since") for line in why(project, "2026-06-01 09:01:30",
+                                                                     "nightly")["explanation"])
+
+
+def test_why_a_message_type(project):
+    project.write_jobs(JOBS)
+    for _ in range(2):
+        tick_at(project, "2026-06-01 08:00:00", "enqueue", "mail.send", "{}")
+    assert tick_at(project, "2026-06-01 08:00:10").returncode == 1
+    answer = why(project, "2026-06-01 08:10:00", "mail.send")
+    assert answer["queue"] == {"completed": 1, "new": 1} and answer["runnable"] == 1
+    assert answer["rate_limited_until"] == "2026-06-01T11:00:10+02:00"
+    assert "rate limit 1/h reached: the next may start at 2026-06-01T11:00:10+02:00" in answer["explanation"]
+    result = project.run("why", "nope")
+    assert result.returncode == 2 and "no periodic job or message type named 'nope'" in result.stderr
