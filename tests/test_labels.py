@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import TOKEN, cli_env, fetch, web_project
+from test_web import Server
 
 from cronjobs.errors import InvalidPayload
 
@@ -78,3 +80,19 @@ def test_cli_enqueue_and_filters(project):
     shown = project.run("show", shared).stdout
     assert "public:      yes" in shown and "tags:        export\n" in shown
     assert "user:8" in project.run("messages", "--owner", "user:9").stdout
+
+
+def test_status_page_filters_by_owner_and_tag(tmp_path):
+    project = web_project(tmp_path / "site")
+    shared = project.run("enqueue", "web.echo", "--owner", "user:8", "--public", "--tag", "export").stdout.strip()
+    private = project.run("enqueue", "web.echo", "--owner", "user:8", "--tag", "export").stdout.strip()
+    other = project.run("enqueue", "web.echo", "--owner", "user:7").stdout.strip()
+    server = Server([*project.command(), "serve", "--port", "0"], project.path, cli_env())
+    try:
+        by_owner = fetch(server.url(f"/?token={TOKEN}&owner=user:7")).text
+        by_tag = fetch(server.url(f"/?token={TOKEN}&tag=export")).text
+    finally:
+        server.stop()
+    assert shared in by_owner and other in by_owner and private not in by_owner
+    assert shared in by_tag and private in by_tag and other not in by_tag
+    assert 'name="tag" value="export"' in by_tag

@@ -17,7 +17,7 @@ from ..errors import InvalidState, MessageNotFound
 from ..registry import Registry
 
 #: The filters of the page, kept across an action (anything else in `back` is dropped).
-FILTERS = ("status", "type", "owner")
+FILTERS = ("status", "type", "owner", "tag")
 ACTIONS = ("retry", "cancel", "run")
 #: Outcomes a notice may name; anything else reads as "finished".
 OUTCOMES = ("completed", "failed", "timeout", "crashed", "continued", "cancelled", "retry", "skipped")

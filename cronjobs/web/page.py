@@ -98,13 +98,14 @@ def collect(config: Config, registry: Registry, guard: AbstractContextManager,
         if "://" in config.database or os.path.exists(config.database):
             database, models = connect_store(config.database, config.busy_timeout, config.synchronous)
             with Queue(database, models) as queue:
-                kind, owner = filters.get("type"), filters.get("owner")
+                kind, owner, tag = filters.get("type"), filters.get("owner"), filters.get("tag")
                 if "status" in filters:
                     data["messages"] = queue.jobs(status=filters["status"], type=kind, owner=owner,
-                                                  limit=FILTERED_SHOWN)
+                                                  limit=FILTERED_SHOWN, tag=tag)
                 else:
                     for status, limit in SHOWN:
-                        data["messages"] += queue.jobs(status=status, type=kind, owner=owner, limit=limit)
+                        data["messages"] += queue.jobs(status=status, type=kind, owner=owner, limit=limit,
+                                                       tag=tag)
                 data["counts"] = queue.counts()
                 for row in data["jobs"]:
                     latest = queue.jobs(kind="job", type=row["name"], limit=1)
@@ -344,7 +345,9 @@ def _filter_form(data: dict[str, Any], filters: dict[str, str], base: str) -> st
     clear = f' <a href="{_e(_url(base, ""))}">clear</a>' if filters else ""
     return (f'<form class="filters" method="get" action="{_e(_url(base, ""))}">'
             + select("status", "Status", list(STATUSES)) + select("type", "Type", data["types"])
-            + select("owner", "Owner", data["owners"]) + f'<button type="submit">Filter</button>{clear}</form>')
+            + select("owner", "Owner", data["owners"])
+            + f'<label>Tag<input name="tag" value="{html.escape(filters.get("tag", ""), quote=True)}" size="10"></label>'
+            + f'<button type="submit">Filter</button>{clear}</form>')
 
 
 class _Stream:
