@@ -15,7 +15,6 @@ from typing import Iterable, Optional
 
 from .errors import StoreError
 from .pauses import JOB, TYPE, paused
-from .rates import budget
 from .skew import SKEW_TOLERANCE
 
 TICK_KEYS = ("tick.started", "tick.finished", "tick.duration", "tick.outcome", "tick.trigger")
@@ -110,6 +109,8 @@ def is_idle(
     ).fetchone():
         return False
     for type_, rate in limited:
+        from .rates import budget  # only hosts with rate limits pay for it
+
         if connection.execute("SELECT 1 FROM message WHERE status = 'new' AND run_at <= ? AND type = ? LIMIT 1",
                               (now, type_)).fetchone() and budget(connection, type_, rate, now)[0] > 0:
             return False

@@ -235,6 +235,9 @@ def _options(schedule: str, func: Any, name: Optional[str], spec: Optional[str] 
              time_limit: Optional[float] = None, catch_up: str = "latest", max_catch_up: int = 10,
              jitter: int = 0) -> dict[str, Any]:
     """The Job fields of a decorator's options; JobDefinitionError names the module and job."""
+    if (at, day, month, timezone, time_limit, catch_up, max_catch_up, jitter) == (
+            None, None, None, None, None, "latest", 10, 0):  # a bare decorator: no need to import jobopts
+        return {"spec": spec}
     from .jobopts import check_options, interval_spec
 
     try:

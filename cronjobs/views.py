@@ -90,8 +90,12 @@ def dry_run_plan(
             registry.validate()
             chosen = [(p.job, p.reason) for p in plan(registry.ordered_jobs(), states, now, config.tz,
                                                       config.retry_backoff)]
+        held = paused(connection) if forced is None and connection is not None else {}
         for job, reason in chosen:
-            lines.append(f"would run {job.label} job {job.name}: {reason}")
+            if (JOB, job.name) in held:
+                lines.append(f"would skip {job.label} job {job.name}: paused (run-cron resume {job.name})")
+            else:
+                lines.append(f"would run {job.label} job {job.name}: {reason}")
         if forced is None and connection is not None:
             try:
                 (count,) = connection.execute(

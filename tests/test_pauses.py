@@ -91,6 +91,8 @@ def test_forced_run_of_a_paused_job(project):
     project.run("pause", "every_minute")
     assert project.run().returncode == 0
     assert project.ran() == []
+    assert "would skip minutely job every_minute: paused (run-cron resume every_minute)" in \
+        project.run("--dry-run").stdout
     assert project.run("run", "every_minute").returncode == 0  # naming it runs it, paused or not
     assert project.ran() == ["every_minute"]
 

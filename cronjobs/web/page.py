@@ -346,7 +346,8 @@ def _filter_form(data: dict[str, Any], filters: dict[str, str], base: str) -> st
     return (f'<form class="filters" method="get" action="{_e(_url(base, ""))}">'
             + select("status", "Status", list(STATUSES)) + select("type", "Type", data["types"])
             + select("owner", "Owner", data["owners"])
-            + f'<label>Tag<input name="tag" value="{html.escape(filters.get("tag", ""), quote=True)}" size="10"></label>'
+            + '<label>Tag<input name="tag" value="' + html.escape(filters.get("tag", ""), quote=True)
+            + '" size="10"></label>'
             + f'<button type="submit">Filter</button>{clear}</form>')
 
 
