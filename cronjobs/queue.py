@@ -393,6 +393,45 @@ class Queue:
         )
         return cursor.rowcount
 
+    def batch(self, members: list[tuple[str, Any]], then: Optional[tuple[str, Any]] = None, *,
+              priority: int = 0, max_attempts: int = 3, owner: Optional[str] = None,
+              allow_unknown: bool = False) -> Any:
+        """Queue `members` ((type, payload) pairs) now and, once all have finished, `then` once, its
+        payload given `"batch": {"uuid", "total", "completed", "failed", "cancelled"}`. Returns a
+        `flows.Flow` (`.uuid`, `.members`); `queue.flow(uuid)` reads it again."""
+        return self._flow("batch", members, then, priority, max_attempts, owner, allow_unknown)
+
+    def chain(self, steps: list[tuple[str, Any]], *, priority: int = 0, max_attempts: int = 3,
+              owner: Optional[str] = None, allow_unknown: bool = False) -> Any:
+        """Run `steps` ((type, payload) pairs) one after another: each is queued when the one before it
+        completed; a step that fails for good or is cancelled stops the chain. Returns a `flows.Flow`."""
+        return self._flow("chain", steps, None, priority, max_attempts, owner, allow_unknown)
+
+    def _flow(self, kind: str, steps: list[tuple[str, Any]], then: Optional[tuple[str, Any]], priority: int,
+              max_attempts: int, owner: Optional[str], allow_unknown: bool) -> Any:
+        from . import flows
+        from .store import translate_errors
+
+        if self._handlers is not None and not allow_unknown:
+            known = self._handlers()
+            for step in [*steps, *([then] if then else [])]:
+                if isinstance(step, (tuple, list)) and step and step[0] not in known:
+                    raise UnknownMessageType(step[0])
+        if int(max_attempts) < 1:
+            raise ValueError(f"max_attempts must be >= 1, got {max_attempts!r}")
+        with translate_errors(self.database.database):
+            return flows.create(self.db, kind, steps, then,
+                                {"priority": int(priority), "max_attempts": int(max_attempts), "owner": owner})
+
+    def flow(self, uuid: str) -> Any:
+        """A batch or chain by uuid: its state ("open", "done", "failed") and member uuids."""
+        from .flows import read
+
+        found = read(self.db, uuid)
+        if found is None:
+            raise MessageNotFound(uuid)
+        return found
+
     def cancel(self, uuid: str) -> None:
         """Cancel a new or running message; a running handler stops at its next checkpoint."""
         status = self._status(uuid)

@@ -137,6 +137,8 @@ class Worker:
             self.run_periodic()
         if self.force is None:
             self.drain_queue()
+            while not self.out_of_time() and self.advance_flows():  # callbacks and next steps, this tick
+                self.drain_queue()
 
     def settle_abandoned(self) -> None:
         """Runs left pending by a tick that died: the lock we hold proves nothing runs them now."""
@@ -233,6 +235,7 @@ class Worker:
         as soon as a handler is slow; the unstarted rest of a batch goes back to the queue then.
         """
         handlers = self.registry.handlers
+        self.advance_flows()
         excluded = [t for t, h in handlers.items() if h.cli_only] if self.trigger == "http" else []
         held = sorted(paused_names(self.runs.db, TYPE))
         rates = {t: h.rate for t, h in handlers.items() if h.rate and t not in held and t not in excluded}
@@ -281,6 +284,16 @@ class Worker:
                                            f"the next may start in {max(until - self.clock(), 0):.0f} s")
         if excluded:
             self._report_left(excluded, "cli_only: left queued for the next CLI tick")
+
+    def advance_flows(self) -> int:
+        """Queue the callbacks of finished batches and the next steps of chains (see `flows`)."""
+        from .flows import advance
+
+        moved = advance(self.runs.db, self.clock())
+        for uuid, what in moved:
+            self.emit("flow", uuid=uuid, what=what)
+            log.info("flow %s: %s", uuid, what)
+        return sum(1 for _, what in moved if "queued" in what)
 
     def _report_left(self, types: list[str], reason: str) -> None:
         """A `skipped` event for runnable messages of `types` the drain did not take."""
