@@ -200,3 +200,10 @@ class Context:
         """Queue a follow-up message (for example the next chunk); same options as Queue.enqueue."""
         with _store_write():
             return self._runs.enqueue(type=type, payload=payload, **options)
+
+    def enqueue_child(self, type: str, payload: Any = None, *, on_child_failure: str = "fail", **options: Any) -> str:
+        """Queue a child of this run: it completes only once its children have, and fails when one
+        fails for good (unless `on_child_failure="ignore"`); same options as Queue.enqueue."""
+        with _store_write():
+            return self._runs.enqueue(type=type, payload=payload, parent=self._run.uuid,
+                                      on_child_failure=on_child_failure, **options)

@@ -120,19 +120,27 @@ def is_idle(
 
 
 def waiting_flows(connection: sqlite3.Connection) -> bool:
-    """True when an open batch or chain has no live member left: `flows.advance` has work to do.
+    """True when an open batch or chain has no live member left, or a parent waiting for its children
+    has none left: `flows.advance` or `family.advance` has work to do.
 
     Here, not in `flows`, so that the idle check asks without importing it; False before the first.
     """
-    try:
-        return connection.execute(
-            "SELECT 1 FROM flow WHERE state = 'open' AND NOT EXISTS (SELECT 1 FROM flow_member JOIN message "
-            "ON message.uuid = flow_member.message_uuid WHERE flow_member.flow_id = flow.id "
-            "AND message.status IN ('new', 'pending')) LIMIT 1").fetchone() is not None
-    except sqlite3.OperationalError as exc:
-        if "no such table" in str(exc):
-            return False
-        raise
+    for sql in (
+        "SELECT 1 FROM flow WHERE state = 'open' AND NOT EXISTS (SELECT 1 FROM flow_member JOIN message "
+        "ON message.uuid = flow_member.message_uuid WHERE flow_member.flow_id = flow.id "
+        "AND message.status IN ('new', 'pending')) LIMIT 1",
+        # a parent waiting for children (family.WAITING) whose children have all finished
+        "SELECT 1 FROM message AS parent WHERE parent.status = 'new' AND parent.run_at = 32503680000.0 "
+        "AND NOT EXISTS (SELECT 1 FROM message_child JOIN message AS child ON child.uuid = message_child.child_uuid "
+        "WHERE message_child.parent_uuid = parent.uuid AND child.status IN ('new', 'pending')) LIMIT 1",
+    ):
+        try:
+            if connection.execute(sql).fetchone() is not None:
+                return True
+        except sqlite3.OperationalError as exc:
+            if "no such table" not in str(exc):
+                raise
+    return False
 
 
 def tick_file(database: str) -> str:

@@ -61,11 +61,16 @@ def insert_message(
     now: Optional[float] = None,
     public: bool = False,
     tags: Optional[Collection[str]] = None,
+    parent: Optional[str] = None,
+    on_child_failure: str = "fail",
 ) -> str:
     """Insert one message; with `key`, return the live message of that key instead of a second one.
 
-    `public` and `tags` (see `labels`) are stored with a new message, in its transaction.
+    `public` and `tags` (see `labels`), and a `parent` (see `family`), are stored with a new message,
+    in its transaction.
     """
+    if on_child_failure not in ("fail", "ignore"):
+        raise ValueError(f"on_child_failure must be 'fail' or 'ignore', got {on_child_failure!r}")
     from .labels import check_tags, label
 
     tag_list = check_tags(tags)
@@ -83,7 +88,7 @@ def insert_message(
         "attempts, max_attempts, seq, progress, created_at) "
         "VALUES (?, 'message', ?, ?, 'new', ?, ?, ?, ?, 0, ?, 0, 0, ?)"
     )
-    if key is None and not public and not tag_list:
+    if key is None and not public and not tag_list and parent is None:
         db.execute(insert, params)
         return uuid
     db.execute("BEGIN IMMEDIATE")
@@ -95,6 +100,10 @@ def insert_message(
             ).fetchone()
         if row is None:
             label(db, int(db.execute(insert, params).lastrowid or 0), public, tag_list)
+            if parent is not None:
+                from .family import add_child
+
+                add_child(db, parent, uuid, on_child_failure)
         db.execute("COMMIT")
     except BaseException:
         if db.in_transaction:
@@ -133,6 +142,9 @@ class MessageView:
     attempts_used: int = 0  # attempts that count against max_attempts (failures, not continuations)
     public: bool = False  # listed for every owner (see `labels`)
     tags: list[str] = field(default_factory=list)
+    parent: Optional[str] = None  # see `family`
+    children: list[dict[str, Any]] = field(default_factory=list)
+    waiting_for_children: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """The fields of `run-cron show --json`, times as ISO 8601 UTC strings."""
@@ -162,6 +174,9 @@ class MessageView:
             "total": self.total,
             "public": self.public,
             "tags": list(self.tags),
+            "parent": self.parent,
+            "children": list(self.children),
+            "waiting_for_children": self.waiting_for_children,
         }
 
 
@@ -230,11 +245,15 @@ class Queue:
         allow_unknown: bool = False,
         public: bool = False,
         tags: Optional[Collection[str]] = None,
+        parent: Optional[str] = None,
+        on_child_failure: str = "fail",
     ) -> str:
         """Queue a message for the next tick and return its uuid (or the live one with `key`).
 
         `allow_unknown=True` is for producers that cannot know the handlers (see the class).
         `public=True` lists it in every owner's listing; `tags` label it for `jobs(tag=...)`.
+        `parent=UUID` makes it a child of that new or running message, which then completes only when
+        its children have (see `family`; `on_child_failure="ignore"` lets it complete anyway).
         """
         from .store import translate_errors
 
@@ -253,6 +272,8 @@ class Queue:
                 owner=owner,
                 public=public,
                 tags=tags,
+                parent=parent,
+                on_child_failure=on_child_failure,
             )
 
     def _view(self, row: tuple[Any, ...], details: bool) -> MessageView:
@@ -311,7 +332,17 @@ class Queue:
         row = self.db.execute(f"SELECT {_VIEW_COLUMNS} FROM message WHERE uuid = ?", (uuid,)).fetchone()
         if row is None:
             raise MessageNotFound(uuid)
-        return self._labelled([self._view(row, details=True)], [row[0]])[0]
+        view = self._labelled([self._view(row, details=True)], [row[0]])[0]
+        from .family import WAITING, children, parent_of
+
+        view.children = children(self.db, uuid)
+        view.parent = parent_of(self.db, uuid)
+        view.waiting_for_children = view.status == NEW and view.run_at == WAITING
+        if view.children:  # progress aggregates the parent's own and its children's
+            own = 100.0 if view.waiting_for_children else view.progress
+            view.progress = (own + sum(kid["progress"] if kid["status"] in (NEW, PENDING) else 100.0
+                                       for kid in view.children)) / (1 + len(view.children))
+        return view
 
     def _labelled(self, views: list[MessageView], ids: list[int]) -> list[MessageView]:
         from .labels import read

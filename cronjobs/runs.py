@@ -120,6 +120,7 @@ class Runs:
         self.retry_backoff = retry_backoff
         self.board = board or Board()
         self._completed: list[tuple[Run, float]] = []  # completions not yet committed
+        self._families = False  # the table of child messages exists: completions check for children
 
     def _claim_sql(self, excluded_types: int, limit: int, excluded_ids: int) -> str:
         return claim_sql(excluded_types, limit, excluded_ids)
@@ -164,6 +165,10 @@ class Runs:
         ids = tuple(exclude_ids)
 
         def write() -> list[Run]:
+            if not self._families:  # once it exists it stays; one cheap look per claim until then
+                from .family import exists
+
+                self._families = exists(self.db)
             sql = self._claim_sql(len(excluded), limit, len(ids))
             rows = self.db.execute(sql, (now, *excluded, *ids)).fetchall()
             claimed = [Run.from_row(row, now) for row in rows]
@@ -275,6 +280,8 @@ class Runs:
     def enqueue(self, **fields: Any) -> str:
         from .queue import insert_message
 
+        if fields.get("parent") is not None:
+            self._families = True  # its completion must now look for children
         return insert_message(self.db, **fields)
 
     # -- finishing ------------------------------------------------------------------------------
@@ -318,6 +325,10 @@ class Runs:
             [(run.id, run.attempt, run.attempt_started_at, now, CANCELLED if run.id in cancelled else COMPLETED,
               run.seq_start) for run, now in self._completed],
         )
+        if self._families:
+            from .family import hold_parents
+
+            hold_parents(self.db, [run.uuid for run, _ in self._completed if run.id not in cancelled])
 
     def _mark_completed(self, run: Run, now: float) -> str:
         cursor = self.db.execute(
@@ -327,6 +338,12 @@ class Runs:
         )
         outcome = COMPLETED if cursor.rowcount else CANCELLED
         self._insert_attempt(run, now, outcome, None, None)
+        if outcome == COMPLETED and (self._families or run.kind == "job"):
+            from .family import exists, hold_parents
+
+            if self._families or exists(self.db):
+                self._families = True
+                hold_parents(self.db, [run.uuid])
         return outcome
 
     def _finish(self, write: Any) -> Any:

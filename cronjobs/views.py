@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from typing import Any, Iterable, Optional
 
 from .errors import StoreError
+from .family import WAITING
 from .idle import no_schema, open_fast
 from .pauses import JOB, paused
 from .queue import MessageView
@@ -126,7 +127,7 @@ def message_rows(views: Iterable[MessageView], tz: Any) -> list[dict[str, Any]]:
         {
             "uuid": view.uuid,
             "type": view.type,
-            "status": view.status,
+            "status": "waiting for children" if view.status == "new" and view.run_at == WAITING else view.status,
             "progress": f"{view.progress:.0f}%",
             "attempts": f"{view.attempts}/{view.max_attempts}",
             "owner": view.owner,
@@ -145,6 +146,8 @@ def describe_message(view: MessageView, tz: Any) -> str:
         data[key] = local_iso(timestamp, tz)
     data["public"] = "yes" if view.public else "no"
     data["tags"] = ", ".join(view.tags) or None
+    if view.waiting_for_children:
+        data["status"], data["run_at"] = "new, waiting for its children", None
     lines = [f"{key + ':':<13}{'-' if data[key] is None else data[key]}" for key in (
         "uuid", "type", "status", "progress", "offset", "state", "attempts", "max_attempts", "priority",
         "key", "owner", "public", "tags", "created_at", "run_at", "started_at", "finished_at")]
@@ -154,4 +157,10 @@ def describe_message(view: MessageView, tz: Any) -> str:
     lines += [f"  {local_iso(w['at'], tz)} {w['text']}" for w in view.warnings]
     lines.append("attachments:" + ("" if view.attachments else " -"))
     lines += [f"  {a['name']} ({a['size']} bytes)" for a in view.attachments]
+    if view.parent:
+        lines.append(f"parent:      {view.parent}")
+    if view.children:
+        lines.append("children:")
+        lines += [f"  {kid['uuid']} {kid['type']} {kid['status']} {kid['progress']:.0f}%"
+                  + (f" ({kid['error']})" if kid["error"] else "") for kid in view.children]
     return "\n".join(lines)

@@ -287,8 +287,13 @@ class Worker:
 
     def advance_flows(self) -> int:
         """Queue the callbacks of finished batches and the next steps of chains (see `flows`)."""
+        from . import family
         from .flows import advance
 
+        self.runs.flush()  # a parent's completion must be committed before its children are counted
+        for uuid, outcome in family.advance(self.runs.db, self.clock()):
+            self.emit("parent", uuid=uuid, outcome=outcome)
+            log.info("parent %s: %s, its children have finished", uuid, outcome)
         moved = advance(self.runs.db, self.clock())
         for uuid, what in moved:
             self.emit("flow", uuid=uuid, what=what)
