@@ -94,7 +94,7 @@ def test_per_job_time_limit_is_hard(project):
     assert history[0]["outcome"] == "continued"  # stopped at its own soft deadline, continues next tick
     began = time.monotonic()
     result = project.run("--force", "stuck")  # the tick's own limit is 20 s
-    assert time.monotonic() - began < 10
+    assert time.monotonic() - began < 15  # killed at its own 1 s limit, not the tick's 20 s
     assert result.returncode == 1
     history = json.loads(project.run("history", "--json", "--job", "stuck").stdout)
     assert history[0]["outcome"] == "timeout"

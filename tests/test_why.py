@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from datetime import datetime, timedelta, timezone
 
 from test_jobopts_e2e import tick_at
 from test_schedule_e2e import pytestmark  # noqa: F401 (skips without libfaketime)
@@ -80,7 +81,10 @@ def test_why_a_message_type(project):
     assert tick_at(project, "2026-06-01 08:00:10").returncode == 1
     answer = why(project, "2026-06-01 08:10:00", "mail.send")
     assert answer["queue"] == {"completed": 1, "new": 1} and answer["runnable"] == 1
-    assert answer["rate_limited_until"] == "2026-06-01T11:00:10+02:00"
-    assert "rate limit 1/h reached: the next may start at 2026-06-01T11:00:10+02:00" in answer["explanation"]
+    (attempt,) = json.loads(tick_at(project, "2026-06-01 08:10:00", "history", "--json", "--job", "mail.send").stdout)
+    started = datetime.fromisoformat(attempt["started_at"])  # 08:00:10 UTC, or a little later on a busy machine
+    until = (started + timedelta(hours=1)).astimezone(timezone(timedelta(hours=2))).isoformat()
+    assert answer["rate_limited_until"] == until
+    assert f"rate limit 1/h reached: the next may start at {until}" in answer["explanation"]
     result = project.run("why", "nope")
     assert result.returncode == 2 and "no periodic job or message type named 'nope'" in result.stderr
