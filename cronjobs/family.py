@@ -17,16 +17,29 @@ from typing import Any, Iterable, Optional
 WAITING = 32503680000.0
 ON_CHILD_FAILURE = ("fail", "ignore")
 
+# VARCHAR keys: MySQL indexes no TEXT column without a prefix length.
 _CREATE = (
-    "CREATE TABLE IF NOT EXISTS message_child (child_uuid TEXT PRIMARY KEY, parent_uuid TEXT NOT NULL, "
-    "on_failure TEXT NOT NULL DEFAULT 'fail')",
-    "CREATE INDEX IF NOT EXISTS message_child_parent ON message_child (parent_uuid)",
+    "CREATE TABLE IF NOT EXISTS message_child (child_uuid VARCHAR(64) NOT NULL PRIMARY KEY, "
+    "parent_uuid VARCHAR(64) NOT NULL, on_failure VARCHAR(16) NOT NULL DEFAULT 'fail')",
 )
+#: MySQL has no CREATE INDEX IF NOT EXISTS; there the index is left out (lookups scan the small table).
+_INDEX = "CREATE INDEX IF NOT EXISTS message_child_parent ON message_child (parent_uuid)"
 
 
 def exists(db: sqlite3.Connection) -> bool:
-    return db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'message_child'").fetchone() \
-        is not None
+    """Whether the table exists. Ask outside a transaction: on PostgreSQL a failed statement ends it."""
+    return table_exists(db, "message_child")
+
+
+def table_exists(db: sqlite3.Connection, table: str) -> bool:
+    """Portable (no sqlite_master): the server stores report a missing table as SQLite does."""
+    try:
+        db.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchall()
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return False
+        raise
+    return True
 
 
 def add_child(db: sqlite3.Connection, parent: str, child: str, on_failure: str) -> None:
@@ -40,6 +53,10 @@ def add_child(db: sqlite3.Connection, parent: str, child: str, on_failure: str) 
         raise InvalidState(f"message {parent} is {row[0]}; children can be added while it is new or running")
     for statement in _CREATE:
         db.execute(statement)
+    try:
+        db.execute(_INDEX)
+    except sqlite3.OperationalError:
+        pass
     db.execute("INSERT INTO message_child (child_uuid, parent_uuid, on_failure) VALUES (?, ?, ?)",
                (child, parent, on_failure))
 

@@ -26,12 +26,14 @@ BATCH, CHAIN = "batch", "chain"
 OPEN, DONE, FAILED = "open", "done", "failed"
 _LIVE = ("new", "pending")
 
+# Types every engine reads alike: VARCHAR keys (MySQL), DOUBLE PRECISION for epoch seconds, no
+# generated ids (the uuid is the key).
 _CREATE = (
-    "CREATE TABLE IF NOT EXISTS flow (id INTEGER PRIMARY KEY, uuid TEXT NOT NULL UNIQUE, kind TEXT NOT NULL, "
-    "state TEXT NOT NULL, steps TEXT, then_type TEXT, then_payload TEXT, options TEXT, created_at REAL NOT NULL, "
-    "finished_at REAL)",
-    "CREATE TABLE IF NOT EXISTS flow_member (flow_id INTEGER NOT NULL REFERENCES flow (id) ON DELETE CASCADE, "
-    "position INTEGER NOT NULL, message_uuid TEXT NOT NULL, PRIMARY KEY (flow_id, position))",
+    "CREATE TABLE IF NOT EXISTS flow (uuid VARCHAR(64) NOT NULL PRIMARY KEY, kind VARCHAR(16) NOT NULL, "
+    "state VARCHAR(16) NOT NULL, steps TEXT, then_type VARCHAR(191), then_payload TEXT, options TEXT, "
+    "created_at DOUBLE PRECISION NOT NULL, finished_at DOUBLE PRECISION)",
+    "CREATE TABLE IF NOT EXISTS flow_member (flow_uuid VARCHAR(64) NOT NULL, position INTEGER NOT NULL, "
+    "message_uuid VARCHAR(64) NOT NULL, PRIMARY KEY (flow_uuid, position))",
 )
 
 Step = tuple[str, Any]
@@ -90,16 +92,16 @@ def create(db: sqlite3.Connection, kind: str, steps: Iterable[Sequence[Any]], th
     with _transaction(db):
         for statement in _CREATE:
             db.execute(statement)
-        flow_id = db.execute(
+        db.execute(
             "INSERT INTO flow (uuid, kind, state, steps, then_type, then_payload, options, created_at) "
             "VALUES (?, ?, 'open', ?, ?, ?, ?, ?)",
             (uuid, kind, json.dumps(listed), then_step[0] if then_step else None,
-             json.dumps(then_step[1]) if then_step else None, json.dumps(options), now)).lastrowid
+             json.dumps(then_step[1]) if then_step else None, json.dumps(options), now))
         members = []
         for position, (type_, payload) in enumerate(listed if kind == BATCH else listed[:1]):
             member = _insert(db, insert_message, type_, payload, options, now)
-            db.execute("INSERT INTO flow_member (flow_id, position, message_uuid) VALUES (?, ?, ?)",
-                       (flow_id, position, member))
+            db.execute("INSERT INTO flow_member (flow_uuid, position, message_uuid) VALUES (?, ?, ?)",
+                       (uuid, position, member))
             members.append(member)
     return Flow(uuid, kind, OPEN, members, len(listed))
 
@@ -113,18 +115,18 @@ def _insert(db: sqlite3.Connection, insert_message: Any, type_: str, payload: An
 
 def read(db: sqlite3.Connection, uuid: str) -> Optional[Flow]:
     try:
-        row = db.execute("SELECT id, kind, state, steps FROM flow WHERE uuid = ?", (uuid,)).fetchone()
+        row = db.execute("SELECT uuid, kind, state, steps FROM flow WHERE uuid = ?", (uuid,)).fetchone()
     except sqlite3.OperationalError as exc:
         if "no such table" in str(exc):
             return None
         raise
     if row is None:
         return None
-    flow_id, kind, state, steps = row
+    flow_key, kind, state, steps = row
     members = [m for (m,) in db.execute(
-        "SELECT message_uuid FROM flow_member WHERE flow_id = ? AND position >= 0 ORDER BY position", (flow_id,))]
-    then = db.execute("SELECT message_uuid FROM flow_member WHERE flow_id = ? AND position = -1",
-                      (flow_id,)).fetchone()
+        "SELECT message_uuid FROM flow_member WHERE flow_uuid = ? AND position >= 0 ORDER BY position", (flow_key,))]
+    then = db.execute("SELECT message_uuid FROM flow_member WHERE flow_uuid = ? AND position = -1",
+                      (flow_key,)).fetchone()
     return Flow(uuid, kind, state, members, len(json.loads(steps)), then[0] if then else None)
 
 
@@ -138,13 +140,13 @@ def advance(db: sqlite3.Connection, now: Optional[float] = None) -> list[tuple[s
     now = time.time() if now is None else now
     moved = []
     with _transaction(db):
-        rows = db.execute("SELECT id, uuid, kind, steps, then_type, then_payload, options FROM flow "
+        rows = db.execute("SELECT uuid, uuid, kind, steps, then_type, then_payload, options FROM flow "
                           "WHERE state = 'open'").fetchall()
-        for flow_id, uuid, kind, steps, then_type, then_payload, options in rows:
+        for flow_key, uuid, kind, steps, then_type, then_payload, options in rows:
             statuses = [status for (status,) in db.execute(
                 "SELECT message.status FROM flow_member JOIN message ON message.uuid = flow_member.message_uuid "
-                "WHERE flow_member.flow_id = ? AND flow_member.position >= 0 ORDER BY flow_member.position",
-                (flow_id,))]
+                "WHERE flow_member.flow_uuid = ? AND flow_member.position >= 0 ORDER BY flow_member.position",
+                (flow_key,))]
             if any(status in _LIVE for status in statuses):
                 continue
             settings = json.loads(options or "{}")
@@ -155,22 +157,22 @@ def advance(db: sqlite3.Connection, now: Optional[float] = None) -> list[tuple[s
                     body = dict(payload) if isinstance(payload, dict) else {"payload": payload}
                     body["batch"] = {"uuid": uuid, "total": len(statuses), **counts}
                     then = _insert(db, insert_message, then_type, body, settings, now)
-                    db.execute("INSERT INTO flow_member (flow_id, position, message_uuid) VALUES (?, -1, ?)",
-                               (flow_id, then))
-                db.execute("UPDATE flow SET state = 'done', finished_at = ? WHERE id = ?", (now, flow_id))
+                    db.execute("INSERT INTO flow_member (flow_uuid, position, message_uuid) VALUES (?, -1, ?)",
+                               (flow_key, then))
+                db.execute("UPDATE flow SET state = 'done', finished_at = ? WHERE uuid = ?", (now, flow_key))
                 moved.append((uuid, "then queued" if then_type else "done"))
                 continue
             listed = json.loads(steps)
             if statuses and statuses[-1] != "completed":
-                db.execute("UPDATE flow SET state = 'failed', finished_at = ? WHERE id = ?", (now, flow_id))
+                db.execute("UPDATE flow SET state = 'failed', finished_at = ? WHERE uuid = ?", (now, flow_key))
                 moved.append((uuid, f"stopped: step {len(statuses)} {statuses[-1]}"))
             elif len(statuses) >= len(listed):
-                db.execute("UPDATE flow SET state = 'done', finished_at = ? WHERE id = ?", (now, flow_id))
+                db.execute("UPDATE flow SET state = 'done', finished_at = ? WHERE uuid = ?", (now, flow_key))
                 moved.append((uuid, "done"))
             else:
                 type_, payload = listed[len(statuses)]
                 step = _insert(db, insert_message, type_, payload, settings, now)
-                db.execute("INSERT INTO flow_member (flow_id, position, message_uuid) VALUES (?, ?, ?)",
-                           (flow_id, len(statuses), step))
+                db.execute("INSERT INTO flow_member (flow_uuid, position, message_uuid) VALUES (?, ?, ?)",
+                           (flow_key, len(statuses), step))
                 moved.append((uuid, f"step {len(statuses) + 1} queued"))
     return moved

@@ -127,7 +127,7 @@ def waiting_flows(connection: sqlite3.Connection) -> bool:
     """
     for sql in (
         "SELECT 1 FROM flow WHERE state = 'open' AND NOT EXISTS (SELECT 1 FROM flow_member JOIN message "
-        "ON message.uuid = flow_member.message_uuid WHERE flow_member.flow_id = flow.id "
+        "ON message.uuid = flow_member.message_uuid WHERE flow_member.flow_uuid = flow.uuid "
         "AND message.status IN ('new', 'pending')) LIMIT 1",
         # a parent waiting for children (family.WAITING) whose children have all finished
         "SELECT 1 FROM message AS parent WHERE parent.status = 'new' AND parent.run_at = 32503680000.0 "

@@ -35,8 +35,10 @@ def check_tags(tags: Optional[Iterable[str]]) -> list[str]:
 
 
 def exists(db: sqlite3.Connection) -> bool:
-    found = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'message_label'").fetchone()
-    return found is not None
+    """Whether the table exists (outside a transaction: on PostgreSQL a failed statement ends it)."""
+    from .family import table_exists
+
+    return table_exists(db, "message_label")
 
 
 def label(db: sqlite3.Connection, message_id: int, public: bool, tags: list[str]) -> None:
@@ -64,7 +66,8 @@ def read(db: sqlite3.Connection, message_ids: list[int]) -> dict[int, tuple[bool
 
 
 def _like(tag: str) -> str:
-    escaped = tag.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    # "!" escapes: a backslash would be a string escape in MySQL's literals.
+    escaped = tag.replace("!", "!!").replace("%", "!%").replace("_", "!_")
     return f"%,{escaped},%"
 
 
@@ -82,7 +85,7 @@ def where(db: sqlite3.Connection, owner: Optional[str], tag: Optional[str]) -> t
         params.append(owner)
     if tag is not None:
         if labelled:
-            conditions.append("id IN (SELECT message_id FROM message_label WHERE tags LIKE ? ESCAPE '\\')")
+            conditions.append("id IN (SELECT message_id FROM message_label WHERE tags LIKE ? ESCAPE '!')")
             params.append(_like(tag))
         else:
             conditions.append("0 = 1")

@@ -11,10 +11,10 @@ from typing import Iterable, Optional
 
 RAN, SKIPPED, DROPPED = "ran", "skipped", "dropped"
 
+# Types every engine reads alike (VARCHAR keys for MySQL, DOUBLE PRECISION for epoch seconds).
 _CREATE = (
-    "CREATE TABLE IF NOT EXISTS slot_ledger (id INTEGER PRIMARY KEY, job TEXT NOT NULL, slot REAL NOT NULL, "
-    "action TEXT NOT NULL, recorded_at REAL NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS slot_ledger_job ON slot_ledger (job, slot)",
+    "CREATE TABLE IF NOT EXISTS slot_ledger (job VARCHAR(191) NOT NULL, slot DOUBLE PRECISION NOT NULL, "
+    "action VARCHAR(16) NOT NULL, recorded_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (job, slot, action))",
 )
 
 

@@ -12,9 +12,10 @@ from typing import Collection, Optional
 
 JOB, TYPE = "job", "type"
 
+# Types every engine reads alike (VARCHAR keys for MySQL, DOUBLE PRECISION for epoch seconds).
 _CREATE = (
-    "CREATE TABLE IF NOT EXISTS pause (kind TEXT NOT NULL, name TEXT NOT NULL, paused_at REAL NOT NULL, "
-    "PRIMARY KEY (kind, name))"
+    "CREATE TABLE IF NOT EXISTS pause (kind VARCHAR(16) NOT NULL, name VARCHAR(191) NOT NULL, "
+    "paused_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (kind, name))"
 )
 
 
@@ -35,9 +36,13 @@ def paused_names(db: sqlite3.Connection, kind: str) -> set[str]:
 def pause(db: sqlite3.Connection, kind: str, name: str, now: float) -> bool:
     """Pause `name`; False if it was paused already (its pause time stays)."""
     db.execute(_CREATE)
-    cursor = db.execute("INSERT INTO pause (kind, name, paused_at) VALUES (?, ?, ?) "
-                        "ON CONFLICT (kind, name) DO NOTHING", (kind, name, now))
-    return cursor.rowcount > 0
+    if (kind, name) in paused(db):
+        return False
+    try:
+        db.execute("INSERT INTO pause (kind, name, paused_at) VALUES (?, ?, ?)", (kind, name, now))
+    except sqlite3.IntegrityError:  # paused by someone else meanwhile
+        return False
+    return True
 
 
 def resume(db: sqlite3.Connection, kind: str, name: str) -> bool:

@@ -122,6 +122,16 @@ class Runs:
         self._completed: list[tuple[Run, float]] = []  # completions not yet committed
         self._families = False  # the table of child messages exists: completions check for children
 
+    def _look_for_families(self) -> None:
+        """Once the table of child messages exists, completions check for children (see `family`).
+
+        Asked before a transaction, never inside one: on PostgreSQL a failed statement ends it.
+        """
+        if not self._families and not self.db.in_transaction:
+            from .family import exists
+
+            self._families = exists(self.db)
+
     def _claim_sql(self, excluded_types: int, limit: int, excluded_ids: int) -> str:
         return claim_sql(excluded_types, limit, excluded_ids)
 
@@ -164,11 +174,8 @@ class Runs:
         excluded = tuple(exclude_types)
         ids = tuple(exclude_ids)
 
+        self._look_for_families()
         def write() -> list[Run]:
-            if not self._families:  # once it exists it stays; one cheap look per claim until then
-                from .family import exists
-
-                self._families = exists(self.db)
             sql = self._claim_sql(len(excluded), limit, len(ids))
             rows = self.db.execute(sql, (now, *excluded, *ids)).fetchall()
             claimed = [Run.from_row(row, now) for row in rows]
@@ -200,6 +207,7 @@ class Runs:
     def start_job_run(self, job_name: str, now: float, resume: Optional[str] = None) -> Run:
         """Open a run of a periodic job: resume its unfinished run `resume`, or create one."""
 
+        self._look_for_families()
         def write() -> Run:
             row = None
             if resume:
@@ -338,12 +346,10 @@ class Runs:
         )
         outcome = COMPLETED if cursor.rowcount else CANCELLED
         self._insert_attempt(run, now, outcome, None, None)
-        if outcome == COMPLETED and (self._families or run.kind == "job"):
-            from .family import exists, hold_parents
+        if outcome == COMPLETED and self._families:
+            from .family import hold_parents
 
-            if self._families or exists(self.db):
-                self._families = True
-                hold_parents(self.db, [run.uuid])
+            hold_parents(self.db, [run.uuid])
         return outcome
 
     def _finish(self, write: Any) -> Any:

@@ -205,7 +205,8 @@ def after_slot(db: sqlite3.Connection, job: Job, slot: float, tz: tzinfo) -> Non
     from .catchup import after_run
 
     due = after_run(job.spec, _dt(slot), job_tz(job, tz), job_jitter(job)).timestamp()
-    db.execute("UPDATE job_state SET next_due = MIN(COALESCE(next_due, ?), ?) WHERE name = ?", (due, due, job.name))
+    db.execute("UPDATE job_state SET next_due = ? WHERE name = ? AND (next_due IS NULL OR next_due > ?)",
+               (due, job.name, due))
 
 
 def record_outcome(

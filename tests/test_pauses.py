@@ -14,6 +14,7 @@ from test_web import serve  # noqa: F401 (the fixture)
 
 from cronjobs.idle import is_idle
 from cronjobs.pauses import JOB, pause, paused, resume
+from cronjobs.tick import SCHEMA_VERSION
 
 JOBS = """
 @cronjobs.minutely
@@ -69,8 +70,8 @@ def test_pause_a_job_and_a_type(project):
     with sqlite3.connect(project.database) as db:
         db.execute("UPDATE job_state SET next_due = 0 WHERE name = 'every_minute'")
         jobs = [(name, schedule) for name, schedule in db.execute("SELECT name, schedule FROM job_state")]
-        assert is_idle(db, jobs, time.time() + 5, 1)
-        assert not is_idle(db, jobs, time.time() + 5 * 86400, 1)  # run-cron.prune is due by then
+        assert is_idle(db, jobs, time.time() + 5, SCHEMA_VERSION)
+        assert not is_idle(db, jobs, time.time() + 5 * 86400, SCHEMA_VERSION)  # run-cron.prune is due by then
 
     assert project.run("resume", "every_minute", "mail.send").returncode == 0
     assert project.run().returncode == 0
