@@ -192,7 +192,8 @@ def test_any_command_line_is_a_result_or_one_line_and_a_documented_exit(project_
     max_leaves=10).map(json.dumps)))
 def test_any_payload_text_is_queued_as_its_json_or_refused_with_exit_2(project_config, payload):
     runner = CliRunner()
-    result = runner.invoke(cli, ["--config", project_config, "enqueue", "fuzz.echo", payload])
+    # "--" as a user would write it: a payload such as "--help" or "-v" is then text, not an option
+    result = runner.invoke(cli, ["--config", project_config, "enqueue", "fuzz.echo", "--", payload])
     assert_clean(result, (0, 2))
     if result.exit_code == 0:
         uuid = result.output.strip().splitlines()[-1]
