@@ -24,3 +24,8 @@ RULES = 2
 def schedule_key(schedule: str, tz_name: str) -> str:
     """What a job's cached next-due time depends on: a change of any part invalidates it."""
     return f"{schedule}|{tz_name}|{RULES}"
+
+
+def soft_margin(time_limit: float) -> float:
+    """How long before the hard limit the worker stops starting work: 10 %, at most 3 s."""
+    return min(time_limit * 0.1, 3.0)

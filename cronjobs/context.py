@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional, Union
 
 from .errors import ResumeLater, StoreFailed
-from .queue import to_json
+from .insert import to_json
 from .runs import Run, Runs
 
 #: Progress-only updates are written at most this often; checkpoints are always written.

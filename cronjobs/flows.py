@@ -79,7 +79,7 @@ def _transaction(db: sqlite3.Connection) -> Any:
 def create(db: sqlite3.Connection, kind: str, steps: Iterable[Sequence[Any]], then: Optional[Sequence[Any]],
            options: dict[str, Any], now: Optional[float] = None) -> Flow:
     """Store a batch (enqueueing every member) or a chain (enqueueing its first step), in one transaction."""
-    from .queue import insert_message, to_json
+    from .insert import insert_message, to_json
 
     now = time.time() if now is None else now
     listed = _steps(steps, f"queue.{kind}")
@@ -135,7 +135,7 @@ def advance(db: sqlite3.Connection, now: Optional[float] = None) -> list[tuple[s
     next step, or close it. Returns (flow uuid, what happened) for each."""
     if not waiting_flows(db):
         return []
-    from .queue import insert_message
+    from .insert import insert_message
 
     now = time.time() if now is None else now
     moved = []

@@ -18,12 +18,12 @@ from __future__ import annotations
 import functools
 import json
 import sqlite3
-import uuid as uuidlib
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Optional
 
 from .board import Board, BoardState
 from .errors import Cancelled
+from .insert import insert_message, new_uuid  # noqa: F401 (new_uuid re-exported)
 
 #: Statuses of a message (and of a periodic job's run).
 NEW, PENDING, COMPLETED, FAILED, CANCELLED = "new", "pending", "completed", "failed", "cancelled"
@@ -91,10 +91,6 @@ def _also(also: Optional[Also], outcome: str) -> str:
     if also is not None:
         also(outcome)
     return outcome
-
-
-def new_uuid() -> str:
-    return str(uuidlib.uuid4())
 
 
 def backoff_delay(attempts: int, base: float) -> float:
@@ -286,8 +282,6 @@ class Runs:
         return self._finish(write)
 
     def enqueue(self, **fields: Any) -> str:
-        from .queue import insert_message
-
         if fields.get("parent") is not None:
             self._families = True  # its completion must now look for children
         return insert_message(self.db, **fields)

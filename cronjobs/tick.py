@@ -13,7 +13,7 @@ import time
 from typing import Any, Callable, Optional
 
 from .config import Config, Record
-from .constants import FAILED_OUTCOMES
+from .constants import FAILED_OUTCOMES, soft_margin
 from .errors import StoreError
 from .idle import TICK_KEYS, is_idle, last_tick_started, open_fast, record_tick
 from .lock import SupervisorLock
@@ -22,11 +22,6 @@ from .registry import Job, Registry
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 2  # kept equal to store.SCHEMA_VERSION (checked by a test) without importing peewee
-
-
-def soft_margin(time_limit: float) -> float:
-    """How long before the hard limit the worker stops starting work: 10 %, at most 3 s."""
-    return min(time_limit * 0.1, 3.0)
 
 
 # Plain classes, not dataclasses: this module is imported by every tick, idle ones included, and each

@@ -209,7 +209,7 @@ class Worker:
         began = time.monotonic()
         deadline = self.deadline
         if job.time_limit:  # its own soft deadline; the supervisor kills it at began + time_limit
-            from .tick import soft_margin
+            from .constants import soft_margin
 
             own = began + job.time_limit - soft_margin(job.time_limit)
             deadline = own if deadline is None else min(deadline, own)

@@ -107,7 +107,7 @@ def run_now(ctx: click.Context, config_path: Optional[str], names: tuple[str, ..
             time_limit: Optional[float]) -> None:
     """Run these periodic jobs now, @cronjobs.manual ones included: the same as --force NAME."""
     from ..registry import registry
-    from .main import tick
+    from .options import tick
 
     state = ctx.obj
     config = state.config(config_path)

@@ -19,7 +19,7 @@ import click  # noqa: E402
 
 from .. import __version__  # noqa: E402
 from ..errors import CronjobsError  # noqa: E402
-from .options import CliError, Reporter, State, config_option, print_failures  # noqa: E402
+from .options import CliError, State, config_option, tick  # noqa: E402
 
 
 class Group(click.Group):
@@ -91,7 +91,7 @@ def cli(ctx: click.Context, config_path: Optional[str], force: tuple[str, ...], 
     """
     # `cli.main(args, obj=source)` hands in a configuration source (cronjobs.contrib.django does)
     source = ctx.obj if ctx.obj is not None and not isinstance(ctx.obj, State) else None
-    state = ctx.obj = State(config_path, verbose, quiet, source)
+    state = ctx.obj = State(config_path, verbose, quiet, source, started=_STARTED)
     if ctx.invoked_subcommand is not None:
         return
     config = state.config()
@@ -102,28 +102,6 @@ def cli(ctx: click.Context, config_path: Optional[str], force: tuple[str, ...], 
         _print_dry_run(config, registry, forced)
         return
     tick(ctx, state, config, registry, forced, time_limit)
-
-
-def tick(ctx: click.Context, state: State, config: Any, registry: Any, forced: Optional[list[Any]],
-         time_limit: Optional[float]) -> None:
-    """Run one tick (of `forced` jobs only, if given), report it and exit with its code."""
-    from ..eventlog import TickLog
-    from ..tick import run_tick
-
-    reporter = TickLog("cli", Reporter(state.verbose, show_progress=bool(forced) and sys.stderr.isatty()))
-    result = run_tick(config, registry, time_limit=time_limit, force=forced, trigger="cli",
-                      started=_STARTED, on_event=reporter)
-    reporter.finished(result)
-    if result.status == "locked":
-        if state.verbose:
-            click.echo("run-cron: another tick is running; exiting", err=True)
-        return
-    if result.status == "idle" and state.verbose:
-        click.echo("run-cron: nothing due", err=True)
-    print_failures(result, state.quiet)
-    if result.timed_out and state.verbose:
-        click.echo("run-cron: stopped at the time limit", err=True)
-    ctx.exit(result.exit_code)
 
 
 def _print_dry_run(config: Any, registry: Any, forced: Optional[list[Any]]) -> None:

@@ -30,8 +30,10 @@ class State:
     calls the framework's command). `--config` still names an INI file and wins over the source.
     """
 
-    def __init__(self, config_path: Optional[str], verbose: int, quiet: bool, source: Any = None) -> None:
+    def __init__(self, config_path: Optional[str], verbose: int, quiet: bool, source: Any = None,
+                 started: Optional[float] = None) -> None:
         self.config_path = config_path
+        self.started = started  # time.monotonic() at the start of the process: the hard limit counts from it
         self._verbose = verbose
         self.quiet = quiet
         self.source = source
@@ -184,3 +186,25 @@ class Reporter:
             label = self._labels.pop(key, f"{event.get('kind')} {event.get('name')}")
             line = f"{label}: {event.get('outcome')} in {event.get('duration') or 0:.2f} s"
         click.echo(f"\r{line}\033[K", err=True, nl=kind == "end")
+
+
+def tick(ctx: click.Context, state: State, config: Any, registry: Any, forced: Optional[list[Any]],
+         time_limit: Optional[float]) -> None:
+    """Run one tick (of `forced` jobs only, if given), report it and exit with its code."""
+    from ..eventlog import TickLog
+    from ..tick import run_tick
+
+    reporter = TickLog("cli", Reporter(state.verbose, show_progress=bool(forced) and sys.stderr.isatty()))
+    result = run_tick(config, registry, time_limit=time_limit, force=forced, trigger="cli",
+                      started=state.started, on_event=reporter)
+    reporter.finished(result)
+    if result.status == "locked":
+        if state.verbose:
+            click.echo("run-cron: another tick is running; exiting", err=True)
+        return
+    if result.status == "idle" and state.verbose:
+        click.echo("run-cron: nothing due", err=True)
+    print_failures(result, state.quiet)
+    if result.timed_out and state.verbose:
+        click.echo("run-cron: stopped at the time limit", err=True)
+    ctx.exit(result.exit_code)
