@@ -26,6 +26,15 @@ from cronjobs.schedule import get_timezone
 from cronjobs.store import connect_store
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# A shell starts a background job (`.ci/run &`) with SIGINT ignored, nohup ignores SIGHUP, and an
+# ignored signal stays ignored across exec: every run-cron the tests start would then ignore them too,
+# as run-cron rightly does. The signal tests need the defaults: a Python handler here becomes SIG_DFL
+# in each child at exec.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN:
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 # libfaketime itself: the `faketime` wrapper names its semaphores by pid and fails on a stale one.
 LIBFAKETIME = next(iter(sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1"))), None)
 TOKEN = "s3cret-Token_for-tests"
