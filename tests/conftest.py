@@ -12,6 +12,7 @@ import sys
 import textwrap
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
@@ -37,6 +38,8 @@ if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN:
     signal.signal(signal.SIGHUP, signal.SIG_DFL)
 # libfaketime itself: the `faketime` wrapper names its semaphores by pid and fails on a stale one.
 LIBFAKETIME = next(iter(sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1"))), None)
+needs_faketime = pytest.mark.skipif(LIBFAKETIME is None, reason="libfaketime is not installed (Debian: faketime)")
+CGI = ROOT / "bin" / "run-cron.cgi"
 TOKEN = "s3cret-Token_for-tests"
 
 
@@ -339,20 +342,26 @@ def mine(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [item for item in items if not item["name"].startswith("run-cron.")]
 
 
-class Serve:
-    """A real `run-cron -v serve --port 0` on a project, its stderr (the request log) in a file."""
+class Server:
+    """A real server process started by a test, its stderr (the request log) in a file."""
 
-    def __init__(self, project: Project) -> None:
-        self.log = project.path / "serve.log"
+    def __init__(self, args: list[str], path: Path, env: dict[str, str]) -> None:
+        self.path = path
+        self.log = path / "server.log"
         with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen(project.command("-v", "serve", "--port", "0"), env=cli_env(),
-                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
+            self.proc = subprocess.Popen(args, cwd=path, env=env, stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.DEVNULL, stderr=log)
         deadline = time.monotonic() + 20
         while "serving on http://" not in self.log.read_text():
-            assert self.proc.poll() is None and time.monotonic() < deadline, self.log.read_text()
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise AssertionError(f"server did not start: {self.log.read_text()}")
             time.sleep(0.05)
         self.base = self.log.read_text().split("serving on ", 1)[1].split()[0].rstrip("/")
-        self.port = int(self.base.rsplit(":", 1)[1])
+        self.port = urllib.parse.urlsplit(self.base).port
+
+    def url(self, path: str) -> str:
+        return self.base + path
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -362,6 +371,14 @@ class Serve:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+class Serve(Server):
+    """A real `run-cron -v serve --port 0` on a project."""
+
+    def __init__(self, project: Project, env: Optional[dict[str, str]] = None) -> None:
+        super().__init__(project.command("-v", "serve", "--port", "0"), project.path, {**cli_env(), **(env or {})})
+        self.config = project.config
 
 
 @pytest.fixture
@@ -376,3 +393,18 @@ def serving() -> Iterator[Callable[[Project], Serve]]:
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def serve(tmp_path):
+    """Start `run-cron serve --port 0` on a web project: serve(http={...}, main={...}, env={...})."""
+    servers: list[Serve] = []
+
+    def start(name: str = "site", env: Optional[dict[str, str]] = None, **options: Any) -> Serve:
+        servers.append(Serve(web_project(tmp_path / name, **options), env))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
+        assert TOKEN not in server.log.read_text()  # the token never reaches the log

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta, timezone
 
-from test_jobopts_e2e import tick_at
-from test_schedule_e2e import pytestmark  # noqa: F401 (skips without libfaketime)
+from conftest import needs_faketime
 
 from cronjobs.jobopts import jitter_offset
+
+pytestmark = needs_faketime  # the ticks run at set times under libfaketime
 
 JOBS = """
 from datetime import datetime
@@ -37,17 +38,17 @@ def test_catch_up_policies_after_downtime(project):
     # Berlin is UTC+2 in June: 08:00:10 UTC is 10:00 local. Then no tick until 15:30.
     for utc in ["2026-06-01 08:00:10", "2026-06-01 13:30:10", "2026-06-01 13:31:10", "2026-06-01 13:32:10",
                 "2026-06-01 13:33:10", "2026-06-01 14:00:10"]:
-        result = tick_at(project, utc)
+        result = project.run_at(utc)
         assert result.returncode == 0, result.stderr
     assert ran(project, "latest") == ["10:00", "15:30", "16:00"]
     assert ran(project, "skipping") == ["10:00", "16:00"]  # 11:00 ... 15:00 no tick came in time
     # 11:00 and 12:00 dropped (max_catch_up=3), then 13:00, 14:00, 15:00 one per tick, then 16:00.
     assert ran(project, "every") == ["10:00", "15:30", "15:31", "15:32", "16:00"]
 
-    history = json.loads(tick_at(project, "2026-06-01 14:01:00", "history", "--json", "--job", "skipping").stdout)
+    history = json.loads(project.run_at("2026-06-01 14:01:00", "history", "--json", "--job", "skipping").stdout)
     missed = [(entry["started_at"], entry["outcome"]) for entry in history if entry["outcome"].startswith("missed")]
     assert missed == [(f"2026-06-01T{hour:02d}:00:00+00:00", "missed (skipped)") for hour in (13, 12, 11, 10, 9)]
-    text = tick_at(project, "2026-06-01 14:01:00", "history", "--job", "every").stdout
+    text = project.run_at("2026-06-01 14:01:00", "history", "--job", "every").stdout
     assert "missed (dropped)" in text and "max_catch_up" in text
     dropped = [line for line in text.splitlines() if "missed (dropped)" in line]
     assert [line.split()[0] for line in dropped] == ["2026-06-01T12:00:00+02:00", "2026-06-01T11:00:00+02:00"]
@@ -60,14 +61,14 @@ def test_jitter_spreads_runs_deterministically(project):
     """)
     offset = timedelta(seconds=jitter_offset("spread", 3600))
     hour = datetime(2026, 6, 1, 9, 0, tzinfo=timezone.utc)
-    assert tick_at(project, "2026-06-01 08:59:30").returncode == 0  # a new job runs in its first tick
+    assert project.run_at("2026-06-01 08:59:30").returncode == 0  # a new job runs in its first tick
     assert project.ran() == ["spread"]
     before = hour + offset - timedelta(seconds=30)
     after = hour + offset + timedelta(seconds=30)
     for moment in (before, after, after + timedelta(minutes=1)):
-        assert tick_at(project, moment.strftime("%Y-%m-%d %H:%M:%S")).returncode == 0
+        assert project.run_at(moment.strftime("%Y-%m-%d %H:%M:%S")).returncode == 0
     assert project.ran() == ["spread", "spread"]
     rows = {row["name"]: row for row in json.loads(
-        tick_at(project, after.strftime("%Y-%m-%d %H:%M:%S"), "periodic", "--json").stdout)}
+        project.run_at(after.strftime("%Y-%m-%d %H:%M:%S"), "periodic", "--json").stdout)}
     expected = (hour + timedelta(hours=1) + offset).astimezone(timezone(timedelta(hours=2)))
     assert rows["spread"]["next_due"] == expected.isoformat(timespec="seconds")

@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Any, Optional
 
 import pytest
-from conftest import ROOT, TOKEN, enqueue, fetch, mine, web_project
+from conftest import CGI, ROOT, TOKEN, enqueue, fetch, mine, web_project
 
 from cronjobs.lock import SupervisorLock
 
-CGI = ROOT / "bin" / "run-cron.cgi"
 LIGHTTPD = shutil.which("lighttpd") or next(
     (path for path in ("/usr/sbin/lighttpd", "/usr/local/sbin/lighttpd") if os.path.exists(path)), None)
 

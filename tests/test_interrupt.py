@@ -13,8 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import TOKEN, enqueue, fetch, pid_alive, web_project
-from test_cgi import CGI
+from conftest import CGI, TOKEN, enqueue, fetch, pid_alive, web_project
 
 from cronjobs.interrupt import GRACE
 

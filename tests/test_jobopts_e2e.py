@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 
-from conftest import cli_env
-from test_schedule_e2e import LIBFAKETIME, pytestmark  # noqa: F401 (skips without libfaketime)
+from conftest import needs_faketime
 
-
-def tick_at(project, utc: str, *args: str) -> subprocess.CompletedProcess:
-    env = {**cli_env(), "TZ": "UTC", "LD_PRELOAD": str(LIBFAKETIME), "FAKETIME": f"@{utc}"}
-    return subprocess.run(project.command(*args), capture_output=True, text=True, timeout=60, env=env)
+pytestmark = needs_faketime  # the ticks run at set times under libfaketime
 
 
 def test_manual_job_runs_only_when_named(project):
@@ -50,11 +45,11 @@ def test_daily_at_and_weekly_day_in_their_own_zone(project):
     # Thursday 3 December 2026; Berlin is UTC+1, New York UTC-5.
     for utc in ["2026-12-03 12:00:10", "2026-12-04 01:59:10", "2026-12-04 02:00:10", "2026-12-04 02:01:10",
                 "2026-12-05 02:00:10", "2026-12-06 09:29:10", "2026-12-06 09:30:10", "2026-12-06 09:31:10"]:
-        result = tick_at(project, utc)
+        result = project.run_at(utc)
         assert result.returncode == 0, result.stderr
     # Sunday 03:00 passed without a tick: it runs at the next one (catch_up="latest").
     assert project.ran() == ["nightly Fri 03:00", "nightly Sat 03:00", "nightly Sun 10:29", "backup Sun 04:30"]
-    listed = tick_at(project, "2026-12-06 09:32:00", "periodic", "--json")
+    listed = project.run_at("2026-12-06 09:32:00", "periodic", "--json")
     rows = {row["name"]: row for row in json.loads(listed.stdout)}
     assert rows["backup"]["schedule"] == "weekly (30 4 * * 0)"
     assert rows["backup"]["timezone"] == "America/New_York"

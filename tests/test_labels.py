@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import TOKEN, cli_env, fetch, web_project
-from test_web import Server
+from conftest import TOKEN, Server, cli_env, fetch, web_project
 
 from cronjobs.errors import InvalidPayload
 

@@ -8,7 +8,6 @@ import sys
 import time
 
 from conftest import TOKEN, cli_env, fetch
-from test_web import serve  # noqa: F401 (the fixture)
 
 from cronjobs.metrics import collect, percentile
 

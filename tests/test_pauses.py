@@ -10,7 +10,6 @@ import sys
 import time
 
 from conftest import TOKEN, cli_env, fetch
-from test_web import serve  # noqa: F401 (the fixture)
 
 from cronjobs.idle import is_idle
 from cronjobs.pauses import JOB, pause, paused, resume

@@ -6,10 +6,7 @@ import json
 import time
 
 import pytest
-from conftest import TOKEN, cli_env, fetch, web_project
-from test_jobopts_e2e import tick_at
-from test_schedule_e2e import LIBFAKETIME
-from test_web import Server
+from conftest import LIBFAKETIME, TOKEN, Server, cli_env, fetch, web_project
 
 from cronjobs.rates import budget, parse_rate
 
@@ -50,21 +47,21 @@ def write(ctx, payload): record("log")
 @pytest.mark.skipif(LIBFAKETIME is None, reason="libfaketime is not installed")
 def test_over_the_limit_waits_without_using_attempts(project):
     project.write_jobs(JOBS)
-    uuids = [tick_at(project, "2026-06-01 08:00:00", "enqueue", "mail.send", json.dumps({"n": n})).stdout.strip()
+    uuids = [project.run_at("2026-06-01 08:00:00", "enqueue", "mail.send", json.dumps({"n": n})).stdout.strip()
              for n in range(5)]
-    tick_at(project, "2026-06-01 08:00:00", "enqueue", "log.write")
-    result = tick_at(project, "2026-06-01 08:00:10", "-v")
+    project.run_at("2026-06-01 08:00:00", "enqueue", "log.write")
+    result = project.run_at("2026-06-01 08:00:10", "-v")
     assert result.returncode == 0, result.stderr
     assert project.ran() == ["mail 0", "mail 1", "mail 2", "log"]
     assert "rate limit 3/h reached" in result.stderr
-    waiting = [json.loads(tick_at(project, "2026-06-01 08:00:20", "show", uuid, "--json").stdout)
+    waiting = [json.loads(project.run_at("2026-06-01 08:00:20", "show", uuid, "--json").stdout)
                for uuid in uuids[3:]]
     assert [(view["status"], view["attempts_used"]) for view in waiting] == [("new", 0), ("new", 0)]
-    idle = tick_at(project, "2026-06-01 08:30:10", "-v")  # nothing may start: an idle tick, no worker
+    idle = project.run_at("2026-06-01 08:30:10", "-v")  # nothing may start: an idle tick, no worker
     assert "nothing due" in idle.stderr
-    assert tick_at(project, "2026-06-01 09:00:05").returncode == 0  # the window is still full until 09:00:10
+    assert project.run_at("2026-06-01 09:00:05").returncode == 0  # the window is still full until 09:00:10
     assert len(project.ran()) == 4
-    assert tick_at(project, "2026-06-01 09:00:30").returncode == 0
+    assert project.run_at("2026-06-01 09:00:30").returncode == 0
     assert project.ran()[4:] == ["mail 3", "mail 4"]
 
 

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import glob
 import os
 import subprocess
 
-import pytest
-from conftest import cli_env
+from conftest import LIBFAKETIME, cli_env, needs_faketime
 
-# libfaketime itself: the `faketime` wrapper names its semaphores by pid and fails on a stale one.
-LIBFAKETIME = next(iter(sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1"))), None)
-pytestmark = pytest.mark.skipif(LIBFAKETIME is None, reason="libfaketime is not installed (Debian: faketime)")
+pytestmark = needs_faketime
 
 JOBS = """
 from datetime import datetime

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -14,62 +13,12 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from html.parser import HTMLParser
-from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import pytest
-from conftest import TOKEN, Answer, cli_env, enqueue, fetch, mine, web_project
+from conftest import TOKEN, Answer, Server, cli_env, enqueue, fetch, mine, web_project
 
 from cronjobs.lock import SupervisorLock
-
-
-class Server:
-    """A real server process started by a test, its stderr in a file."""
-
-    def __init__(self, args: list[str], path: Path, env: dict[str, str]) -> None:
-        self.path = path
-        self.log = path / "server.log"
-        with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen(args, cwd=path, env=env, stdin=subprocess.DEVNULL,
-                                         stdout=subprocess.DEVNULL, stderr=log)
-        deadline = time.monotonic() + 20
-        while "serving on http://" not in self.log.read_text():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise AssertionError(f"server did not start: {self.log.read_text()}")
-            time.sleep(0.05)
-        self.base = self.log.read_text().split("serving on ", 1)[1].split()[0].rstrip("/")
-
-    def url(self, path: str) -> str:
-        return self.base + path
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-@pytest.fixture
-def serve(tmp_path):
-    """Start `run-cron serve --port 0` on a project: serve(http={...}, main={...}, env={...})."""
-    servers: list[Server] = []
-
-    def start(name: str = "site", env: Optional[dict[str, str]] = None, **options: Any) -> Server:
-        config = web_project(tmp_path / name, **options).config
-        server = Server([sys.executable, "-m", "cronjobs", "--config", str(config), "-v", "serve", "--port", "0"],
-                        config.parent, {**cli_env(), **(env or {})})
-        server.config = config
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
-        assert TOKEN not in server.log.read_text()  # the token never reaches the log
 
 
 def ran(server: Server) -> list[str]:

@@ -6,8 +6,10 @@ import json
 import sqlite3
 from datetime import datetime, timedelta, timezone
 
-from test_jobopts_e2e import tick_at
-from test_schedule_e2e import pytestmark  # noqa: F401 (skips without libfaketime)
+from conftest import needs_faketime
+
+pytestmark = needs_faketime  # the ticks run at set times under libfaketime
+
 
 JOBS = """
 @cronjobs.daily(at="03:00")
@@ -28,14 +30,14 @@ def send(ctx, payload): record("mail")
 
 
 def why(project, at: str, name: str) -> dict:
-    result = tick_at(project, at, "why", name, "--json")
+    result = project.run_at(at, "why", name, "--json")
     assert result.returncode == 0, result.stderr
     (answer,) = json.loads(result.stdout)
     return answer
 
 
 def text(project, at: str, name: str) -> str:
-    result = tick_at(project, at, "why", name)
+    result = project.run_at(at, "why", name)
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -43,7 +45,7 @@ def text(project, at: str, name: str) -> str:
 def test_why_jobs(project):
     project.write_jobs(JOBS)
     project.write_config(retry_backoff="600")
-    assert tick_at(project, "2026-06-01 08:00:10").returncode == 1  # flaky fails
+    assert project.run_at("2026-06-01 08:00:10").returncode == 1  # flaky fails
     answer = why(project, "2026-06-01 08:00:30", "nightly")
     assert answer["next_due"] == "2026-06-02T03:00:00+02:00"
     assert "not due yet: next at 2026-06-02T03:00:00+02:00 (first fire time since it was declared)" in \
@@ -77,11 +79,11 @@ def test_why_jobs(project):
 def test_why_a_message_type(project):
     project.write_jobs(JOBS)
     for _ in range(2):
-        tick_at(project, "2026-06-01 08:00:00", "enqueue", "mail.send", "{}")
-    assert tick_at(project, "2026-06-01 08:00:10").returncode == 1
+        project.run_at("2026-06-01 08:00:00", "enqueue", "mail.send", "{}")
+    assert project.run_at("2026-06-01 08:00:10").returncode == 1
     answer = why(project, "2026-06-01 08:10:00", "mail.send")
     assert answer["queue"] == {"completed": 1, "new": 1} and answer["runnable"] == 1
-    (attempt,) = json.loads(tick_at(project, "2026-06-01 08:10:00", "history", "--json", "--job", "mail.send").stdout)
+    (attempt,) = json.loads(project.run_at("2026-06-01 08:10:00", "history", "--json", "--job", "mail.send").stdout)
     started = datetime.fromisoformat(attempt["started_at"])  # 08:00:10 UTC, or a little later on a busy machine
     until = (started + timedelta(hours=1)).astimezone(timezone(timedelta(hours=2))).isoformat()
     assert answer["rate_limited_until"] == until
