@@ -81,16 +81,14 @@ def _float(value: Optional[str]) -> Optional[float]:
         return None
 
 
-def read_health(config: Config, now: Optional[float] = None) -> tuple[bool, dict[str, Any]]:
-    """(healthy, report): a tick finished within `stale_after`; counts and names only, no payloads.
+def _read_queue(config: Config, now: float, failing_jobs: bool) -> tuple[dict[str, int], list[str], dict[str, Any]]:
+    """Message counts by status, the failing jobs' names (if asked) and the metrics, in one connection.
 
-    Raises StoreError when the database or the tick file cannot be read (the app answers 503).
+    A store created but not migrated yet reads as empty; any other error raises StoreError.
     """
     from ..constants import FAILED_OUTCOMES
-    from ..runs import STATUSES
 
-    now = time.time() if now is None else now
-    counts = dict.fromkeys(STATUSES, 0)
+    counts: dict[str, int] = {}
     failing: list[str] = []
     metrics: dict[str, Any] = {}
     with db_guard:
@@ -99,16 +97,31 @@ def read_health(config: Config, now: Optional[float] = None) -> tuple[bool, dict
             try:
                 counts.update(connection.execute(
                     "SELECT status, COUNT(*) FROM message WHERE kind = 'message' GROUP BY status"))
-                marks = ", ".join("?" * len(FAILED_OUTCOMES))
-                failing = [name for (name,) in connection.execute(
-                    f"SELECT name FROM job_state WHERE last_outcome IN ({marks}) ORDER BY name",
-                    sorted(FAILED_OUTCOMES))]
+                if failing_jobs:
+                    marks = ", ".join("?" * len(FAILED_OUTCOMES))
+                    failing = [name for (name,) in connection.execute(
+                        f"SELECT name FROM job_state WHERE last_outcome IN ({marks}) ORDER BY name",
+                        sorted(FAILED_OUTCOMES))]
                 metrics = collect_metrics(connection, now)
             except sqlite3.Error as exc:
-                if not no_schema(exc):  # else: created but no schema yet
+                if not no_schema(exc):
                     raise StoreError(config.database, exc) from exc
             finally:
                 connection.close()
+    return counts, failing, metrics
+
+
+def read_health(config: Config, now: Optional[float] = None) -> tuple[bool, dict[str, Any]]:
+    """(healthy, report): a tick finished within `stale_after`; counts and names only, no payloads.
+
+    Raises StoreError when the database or the tick file cannot be read (the app answers 503).
+    """
+    from ..runs import STATUSES
+
+    now = time.time() if now is None else now
+    counts = dict.fromkeys(STATUSES, 0)
+    found, failing, metrics = _read_queue(config, now, failing_jobs=True)
+    counts.update(found)
     meta = read_tick(config.database)
     finished = _float(meta.get("tick.finished"))
     age = None if finished is None else max(now - finished, 0.0)
@@ -133,20 +146,7 @@ def read_metrics(config: Config, now: Optional[float] = None) -> str:
     from ..metrics import prometheus
 
     now = time.time() if now is None else now
-    counts: dict[str, int] = {}
-    metrics: dict[str, Any] = {}
-    with db_guard:
-        connection = open_fast(config.database, config.busy_timeout)
-        if connection is not None:
-            try:
-                counts.update(connection.execute(
-                    "SELECT status, COUNT(*) FROM message WHERE kind = 'message' GROUP BY status"))
-                metrics = collect_metrics(connection, now)
-            except sqlite3.Error as exc:
-                if not no_schema(exc):
-                    raise StoreError(config.database, exc) from exc
-            finally:
-                connection.close()
+    counts, _, metrics = _read_queue(config, now, failing_jobs=False)
     return prometheus(metrics, counts)
 
 
