@@ -3,6 +3,7 @@ disk to run the real `run-cron` CLI (and its HTTP server) against in subprocesse
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -49,6 +50,57 @@ def pytest_addoption(parser):
         help="run the full reliability suite (tests/reliability/: hundreds of kills); "
              "also RUN_CRON_RELIABILITY=full",
     )
+    parser.addoption(
+        "--store", default=None, metavar="ENGINE",
+        help="the store every Project's config names: sqlite (a file, the default), postgresql or mysql "
+             "(a fresh schema or database on the server .ci/services starts, per test); tests marked "
+             "sqlite_only skip. Also RUN_CRON_TEST_STORE=ENGINE",
+    )
+
+
+#: The engine of every `Project`'s store in this run (--store): sqlite, postgresql or mysql.
+STORE = "sqlite"
+
+
+def pytest_configure(config):
+    global STORE
+    STORE = config.getoption("--store") or os.environ.get("RUN_CRON_TEST_STORE") or "sqlite"
+    if STORE not in ENGINES:
+        raise pytest.UsageError(f"--store: {STORE!r} is none of {', '.join(ENGINES)}")
+    if STORE != "sqlite":
+        # Asked for by name, a server that does not answer fails the run instead of skipping every test.
+        from cronjobs.errors import StoreError
+        from cronjobs.store.server import open_fast
+
+        try:
+            open_fast(SERVERS[STORE], 5.0).close()
+        except StoreError as exc:
+            raise pytest.UsageError(f"--store={STORE}: the server does not answer ({exc.reason}); "
+                                    ".ci/services starts it") from None
+
+
+def pytest_report_header(config):
+    return f"run-cron store: {STORE}"
+
+
+def pytest_collection_modifyitems(config, items):
+    if STORE == "sqlite":
+        return
+    kept, dropped = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        # Tests parametrized over `engine` already run on every engine in the plain run: keep this one's.
+        if callspec is not None and callspec.params.get("engine", STORE) != STORE:
+            dropped.append(item)
+            continue
+        marker = item.get_closest_marker("sqlite_only")
+        if marker is not None:
+            reason = marker.args[0] if marker.args else marker.kwargs.get("reason", "")
+            item.add_marker(pytest.mark.skip(reason=f"SQLite only: {reason}"))
+        kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 @pytest.fixture
@@ -93,6 +145,34 @@ def server_store(engine: str) -> Iterator[str]:
         admin.execute_raw(f"DROP SCHEMA IF EXISTS {name} CASCADE" if engine == "postgresql"
                           else f"DROP DATABASE IF EXISTS {name}")
         admin.close()
+
+
+#: This test's server stores under --store=SERVER: the SQLite file a Project's config named -> its URL.
+_server_stores: dict[Path, str] = {}
+_server_store_drops: list[Iterator[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def _drop_server_stores() -> Iterator[None]:
+    """Drops the server stores this test's Projects made, after its other fixtures stopped their servers."""
+    yield
+    while _server_store_drops:
+        _server_store_drops.pop().close()
+    _server_stores.clear()
+
+
+def project_store(path: Path) -> str:
+    """What a Project's config names for the SQLite file `path`: the path itself, or under --store=SERVER
+    a fresh store on that server, the same one for the same path within a test (two configs naming one
+    file share it, as on SQLite)."""
+    key = Path(os.path.abspath(path))
+    if STORE == "sqlite":
+        return str(key)
+    if key not in _server_stores:
+        made = server_store(STORE)
+        _server_stores[key] = next(made)
+        _server_store_drops.append(made)
+    return _server_stores[key]
 
 
 def store_address(engine: str, tmp_path: Path) -> Iterator[str]:
@@ -165,7 +245,11 @@ def cli_env() -> dict[str, str]:
 
 
 class Project:
-    """A config file and a jobs module in a temporary directory, driven through the real CLI."""
+    """A config file and a jobs module in a temporary directory, driven through the real CLI.
+
+    Its store is an SQLite file (`database`), or under --store=SERVER a server store of its own: the
+    config names that store's URL instead of a relative file name, and `store` is the address tests read
+    it through (connect_store, open_fast, read_tick) on every engine."""
 
     def __init__(self, path: Path, http: Optional[dict[str, Any]] = None, **settings: Any) -> None:
         path.mkdir(parents=True, exist_ok=True)
@@ -186,9 +270,17 @@ class Project:
             "token": TOKEN, "time_limit": 10, "min_interval": 0, **http}
         self.write_config(**settings)
 
+    @property
+    def store(self) -> str:
+        """The store's address: the SQLite file's path, or the server store's URL (--store)."""
+        database = str(self.settings["database"])
+        return database if "://" in database else project_store(self.path / database)
+
     def write_config(self, extra: str = "", **settings: Any) -> None:
         self.settings.update(settings)
-        body = "[run-cron]\n" + "".join(f"{k} = {v}\n" for k, v in self.settings.items())
+        # On SQLite the config keeps the name as the test gave it (relative to the config's folder).
+        values = self.settings if STORE == "sqlite" else {**self.settings, "database": self.store}
+        body = "[run-cron]\n" + "".join(f"{k} = {v}\n" for k, v in values.items())
         if self.http is not None:
             body += "[http]\n" + "".join(f"{k} = {'' if v is None else v}\n" for k, v in self.http.items())
         self.config.write_text(body + extra)
@@ -208,6 +300,19 @@ class Project:
 
     def ran(self) -> list[str]:
         return self.log.read_text().splitlines() if self.log.exists() else []
+
+    @contextlib.contextmanager
+    def connect(self) -> Iterator[Any]:
+        """A plain autocommit connection to the store, for reading (and upsetting) what the CLI wrote: sqlite3's,
+        or a server's taking the same SQL (cronjobs.idle.open_fast)."""
+        from cronjobs.idle import open_fast
+
+        connection = open_fast(self.store)
+        assert connection is not None, f"no store at {self.store}"
+        try:
+            yield connection
+        finally:
+            connection.close()
 
     def command(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "cronjobs", "--config", str(self.config), *args]

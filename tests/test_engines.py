@@ -27,6 +27,22 @@ def server_url(request):
     yield from server_store(request.param)
 
 
+def test_a_project_keeps_its_store_on_the_engine_the_run_names(tmp_path):
+    """--store=ENGINE (conftest): every Project's config names a store on that engine, one per SQLite
+    file that configs name, so two configs naming one file share it there too."""
+    import conftest
+
+    first = Project(tmp_path / "a")
+    second = Project(tmp_path / "b", database="../a/run-cron.sqlite3")
+    third = Project(tmp_path / "c")
+    assert first.store == second.store != third.store
+    assert (parse(first.store).engine if "://" in first.store else "sqlite") == conftest.STORE
+    first.write_jobs("@cronjobs.daily\ndef d(ctx): record('d')\n")
+    assert first.run().returncode == 0
+    with second.connect() as db:
+        assert db.execute("SELECT status FROM message WHERE type = 'd'").fetchall() == [("completed",)]
+
+
 def test_url_forms_and_the_password_never_shown():
     target = parse("postgresql://app:s%40cret@db.example:6543/jobs?schema=cron")
     assert (target.engine, target.host, target.port, target.user, target.password, target.name, target.schema) == (

@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import time
 
+import pytest
 from conftest import ROOT, cli_env, pid_alive
 
 ORDERED_JOBS = """
@@ -50,7 +51,7 @@ def test_due_jobs_run_longest_period_first_and_a_failure_stops_nothing(project):
 def test_failure_is_recorded_with_type_message_and_traceback(project):
     project.write_jobs(ORDERED_JOBS)
     project.run()
-    with sqlite3.connect(project.database) as db:
+    with project.connect() as db:
         outcome, error = db.execute("SELECT last_outcome, last_error FROM job_state WHERE name='boom'").fetchone()
         tb = db.execute(
             "SELECT traceback FROM attempt JOIN message ON message.id = attempt.message_id "
@@ -170,7 +171,7 @@ def next_one(ctx): record("next")
     assert elapsed < 3.0 + 0.5  # limit + 1 s, plus interpreter start-up
     assert "timeout" in result.stderr
     assert project.ran() == ["loop"]
-    with sqlite3.connect(project.database) as db:
+    with project.connect() as db:
         assert db.execute("SELECT last_outcome FROM job_state WHERE name='loop'").fetchone() == ("timeout",)
     project.run("--time-limit", "2")
     assert "next" in project.ran()
@@ -256,6 +257,7 @@ def test_config_from_environment_variable(project):
     assert project.ran() == ["env"]
 
 
+@pytest.mark.sqlite_only("a corrupt SQLite file")
 def test_corrupt_database_is_an_error_line_and_left_untouched(project):
     project.write_jobs("@cronjobs.daily\ndef d(ctx): record('d')\n")
     project.database.write_bytes(b"this is not an sqlite file" * 100)
@@ -268,6 +270,7 @@ def test_corrupt_database_is_an_error_line_and_left_untouched(project):
     assert project.database.read_bytes() == before
 
 
+@pytest.mark.sqlite_only("the SQLite file's directory")
 def test_unwritable_database_directory_is_an_error_line(project):
     project.write_jobs("@cronjobs.daily\ndef d(ctx): record('d')\n")
     project.write_config(database="missing-dir/db.sqlite3")
@@ -278,6 +281,7 @@ def test_unwritable_database_directory_is_an_error_line(project):
     ]
 
 
+@pytest.mark.sqlite_only("an EXCLUSIVE transaction locks the whole SQLite file")
 def test_locked_database_is_an_error_line_with_exit_2(project):
     project.write_config(busy_timeout="0.2")
     project.write_jobs("@cronjobs.daily\ndef d(ctx): record('d')\n")
@@ -325,6 +329,7 @@ def later(ctx):
     assert json.loads(project.run("list", "--json").stdout)[0]["last_outcome"] == "completed"
 
 
+@pytest.mark.sqlite_only("the tick file beside the SQLite file and its mtime")
 def test_tick_facts_live_beside_the_database_and_an_idle_tick_does_not_write_it(project):
     from cronjobs.idle import read_tick
 
@@ -343,6 +348,7 @@ def test_tick_facts_live_beside_the_database_and_an_idle_tick_does_not_write_it(
     assert database_state() == before
 
 
+@pytest.mark.sqlite_only("the tick file beside the SQLite file")
 def test_unwritable_tick_file_is_an_error_line(project):
     project.write_jobs("@cronjobs.daily\ndef d(ctx): pass\n")
     (project.path / "run-cron.sqlite3-tick").mkdir()
@@ -352,6 +358,7 @@ def test_unwritable_tick_file_is_an_error_line(project):
     assert [p.name for p in project.path.iterdir() if ".sqlite3-tick." in p.name] == []
 
 
+@pytest.mark.sqlite_only("an SQLite trigger injects the failure")
 def test_a_job_run_and_its_job_state_are_committed_together(project):
     """The run's completion and its job_state update are one transaction: a failure (or a kill)
     between them must not leave a completed run the schedule never heard of, or it runs again."""
@@ -401,5 +408,5 @@ def second(ctx):
         line for line in result.stderr.splitlines() if "job second" in line and "timeout: stopped at" in line]
     assert ": None" not in result.stderr
     assert "2 run(s), 1 failed" in (project.path / "run-cron.log").read_text()
-    with sqlite3.connect(project.database) as db:
+    with project.connect() as db:
         assert db.execute("SELECT status FROM message WHERE type = 'first'").fetchone() == ("completed",)
