@@ -64,7 +64,7 @@ def make_setup(directory: str, synchronous: str = "NORMAL", time_limit: float = 
 
 def fill_queue(connection: Any, count: int, pad: str = "") -> None:
     """Queue `count` no-op `bench.noop` messages in one transaction."""
-    from cronjobs.queue import insert_message
+    from cronjobs.messages.queue import insert_message
 
     connection.execute("BEGIN IMMEDIATE")
     for index in range(count):

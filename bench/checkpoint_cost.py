@@ -14,9 +14,9 @@ import time
 
 from _common import median, verdict
 
-from cronjobs.context import Context
-from cronjobs.queue import insert_message
-from cronjobs.runs import Runs
+from cronjobs.messages.queue import insert_message
+from cronjobs.runtime.context import Context
+from cronjobs.runtime.runs import Runs
 from cronjobs.store import connect_store
 
 TARGET = 0.2e-3

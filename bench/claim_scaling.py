@@ -19,7 +19,7 @@ import uuid
 
 from _common import median, verdict
 
-from cronjobs.runs import Runs, claim_sql
+from cronjobs.runtime.runs import Runs, claim_sql
 from cronjobs.store import connect_store
 
 TARGET = 1.5

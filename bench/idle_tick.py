@@ -19,7 +19,7 @@ import time
 
 from _common import PYTHON, RUN_CRON, make_setup, median, verdict
 
-from cronjobs.idle import read_tick
+from cronjobs.runtime.idle import read_tick
 
 TARGET = 1.15
 FORBIDDEN = ("peewee", "crontab", "croniter")

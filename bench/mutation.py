@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/mutation.py                  # every target, every mutant (long)
     .venv/bin/python bench/mutation.py --every 3        # one mutant in three (deterministic)
-    .venv/bin/python bench/mutation.py --module cronjobs/runs.py --markdown bench/MUTATION.md
+    .venv/bin/python bench/mutation.py --module cronjobs/runtime/runs.py --markdown bench/MUTATION.md
 
 Why our own and not mutmut or cosmic-ray: both need their own project layout or session database and
 rewrite imports; this is ~150 lines over `ast`, runs each mutant in a private copy of the checkout (so
@@ -30,12 +30,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 #: Each core module with the tests that mirror it (fast ones first: -x stops at the first failure).
 TARGETS: dict[str, list[str]] = {
-    "cronjobs/schedule.py": ["tests/test_schedule.py", "tests/test_runs.py", "tests/test_scheduler.py"],
-    "cronjobs/cronspec.py": ["tests/test_cronspec.py", "tests/test_schedule.py"],
-    "cronjobs/runs.py": ["tests/test_worker.py", "tests/test_queue.py", "tests/test_context.py",
+    "cronjobs/scheduling/schedule.py": ["tests/test_schedule.py", "tests/test_runs.py", "tests/test_scheduler.py"],
+    "cronjobs/scheduling/cronspec.py": ["tests/test_cronspec.py", "tests/test_schedule.py"],
+    "cronjobs/runtime/runs.py": ["tests/test_worker.py", "tests/test_queue.py", "tests/test_context.py",
                          "tests/test_runs.py", "tests/test_board.py"],
-    "cronjobs/context.py": ["tests/test_context.py", "tests/test_queue.py", "tests/test_worker.py"],
-    "cronjobs/config.py": ["tests/test_config.py"],
+    "cronjobs/runtime/context.py": ["tests/test_context.py", "tests/test_queue.py", "tests/test_worker.py"],
+    "cronjobs/host/config.py": ["tests/test_config.py"],
 }
 
 COMPARE_SWAPS = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq,

@@ -29,10 +29,10 @@ from huey import SqliteHuey
 from huey.storage import SqliteStorage
 
 from cronjobs.registry import Handler, Registry
-from cronjobs.runs import Runs
-from cronjobs.schedule import UTC
+from cronjobs.runtime.runs import Runs
+from cronjobs.runtime.worker import Worker
+from cronjobs.scheduling.schedule import UTC
 from cronjobs.store import connect_store
-from cronjobs.worker import Worker
 
 TARGET = 2.0
 

@@ -216,7 +216,7 @@ def overshoot(directory: str, runs: int, limit: float = 2.0) -> None:
         handle.write("[run-cron]\ndatabase = db.sqlite3\nlock_file = run-cron.lock\njobs = bench_jobs\n"
                      "python_path = .\n")
     env = bytecode_env(directory)
-    from cronjobs.idle import read_tick
+    from cronjobs.runtime.idle import read_tick
 
     floors, overshoots, inside = [], [], []
     for _ in range(runs):

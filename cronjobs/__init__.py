@@ -30,7 +30,7 @@ __version__ = "0.1.0"
 
 def connect(config: str | None = None, *, database: str | None = None):  # type: ignore[no-untyped-def]
     """A `Queue` on the configured store: `connect("config/run-cron.ini")` or `connect(database=...)`."""
-    from .queue import connect as _connect
+    from .messages.queue import connect as _connect
 
     return _connect(config, database=database)
 

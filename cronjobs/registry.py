@@ -194,7 +194,7 @@ class Registry:
 
     def validate(self) -> None:
         """Parse every cron expression and time zone; raises JobDefinitionError naming the module and job."""
-        from .schedule import check_expression, get_timezone
+        from .scheduling.schedule import check_expression, get_timezone
 
         for job in self.jobs.values():
             if not job.is_interval and not job.manual:
@@ -238,7 +238,7 @@ def _options(schedule: str, func: Any, name: Optional[str], spec: Optional[str] 
     if (at, day, month, timezone, time_limit, catch_up, max_catch_up, jitter) == (
             None, None, None, None, None, "latest", 10, 0):  # a bare decorator: no need to import jobopts
         return {"spec": spec}
-    from .jobopts import check_options, interval_spec
+    from .scheduling.jobopts import check_options, interval_spec
 
     try:
         spec = interval_spec(schedule, at, day, month) or spec
@@ -332,7 +332,7 @@ def handler(message_type: str, *, cli_only: bool = False, rate: Optional[str] = 
     def decorator(func: F) -> F:
         parsed = None
         if rate is not None:
-            from .rates import parse_rate
+            from .control.rates import parse_rate
 
             try:
                 parsed = parse_rate(rate)

@@ -21,10 +21,10 @@ from typing import Any, Callable, Iterator, Optional
 import pytest
 
 import cronjobs
-from cronjobs.queue import Queue
+from cronjobs.messages.queue import Queue
 from cronjobs.registry import Registry
-from cronjobs.runs import Runs
-from cronjobs.schedule import get_timezone
+from cronjobs.runtime.runs import Runs
+from cronjobs.scheduling.schedule import get_timezone
 from cronjobs.store import connect_store
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,8 +12,8 @@ import time
 import pytest
 from conftest import cli_env
 
-from cronjobs.board import Board, boot_id
-from cronjobs.queue import Queue
+from cronjobs.messages.queue import Queue
+from cronjobs.runtime.board import Board, boot_id
 from cronjobs.store import connect_store
 
 needs_boot_id = pytest.mark.skipif(boot_id() is None, reason="no /proc/sys/kernel/random/boot_id on this system")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from cronjobs.catchup import MISSED_AFTER, decide_catch_up, slots
-from cronjobs.schedule import next_regular
+from cronjobs.scheduling.catchup import MISSED_AFTER, decide_catch_up, slots
+from cronjobs.scheduling.schedule import next_regular
 
 
 def at(tz, text: str) -> datetime:

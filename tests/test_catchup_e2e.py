@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 from conftest import needs_faketime
 
-from cronjobs.jobopts import jitter_offset
+from cronjobs.scheduling.jobopts import jitter_offset
 
 pytestmark = needs_faketime  # the ticks run at set times under libfaketime
 

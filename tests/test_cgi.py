@@ -16,7 +16,7 @@ from typing import Any, Optional
 import pytest
 from conftest import CGI, ROOT, TOKEN, enqueue, fetch, mine, web_project
 
-from cronjobs.lock import SupervisorLock
+from cronjobs.runtime.lock import SupervisorLock
 
 LIGHTTPD = shutil.which("lighttpd") or next(
     (path for path in ("/usr/sbin/lighttpd", "/usr/local/sbin/lighttpd") if os.path.exists(path)), None)

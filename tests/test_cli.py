@@ -168,7 +168,7 @@ def test_messages_and_show_print_times_in_the_configured_zone(project):
     assert created.endswith("+00:00")  # JSON stays UTC
     from datetime import datetime
 
-    from cronjobs.schedule import get_timezone
+    from cronjobs.scheduling.schedule import get_timezone
 
     local = datetime.fromisoformat(created).astimezone(get_timezone("America/New_York")).isoformat(timespec="seconds")
     assert local in listed

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from cronjobs.config import find_config_path, load_config
 from cronjobs.errors import ConfigError
+from cronjobs.host.config import find_config_path, load_config
 
 
 def write(tmp_path, text):
@@ -141,7 +141,7 @@ INI_SAMPLES = [
 def test_the_plain_ini_reader_reads_what_configparser_reads(text):
     import configparser
 
-    from cronjobs.config import _parse_ini
+    from cronjobs.host.config import _parse_ini
 
     parser = configparser.ConfigParser(interpolation=None)
     parser.read_string(text)
@@ -157,7 +157,7 @@ def test_the_plain_ini_reader_reads_what_configparser_reads(text):
     "[run-cron\na = 1\n",
 ])
 def test_anything_else_is_left_to_configparser(text):
-    from cronjobs.config import _parse_ini
+    from cronjobs.host.config import _parse_ini
 
     assert _parse_ini(text) is None
 
@@ -171,7 +171,7 @@ def test_configparser_errors_are_reported_as_before(tmp_path):
 
 
 def test_a_mapping_holds_what_the_ini_file_holds(tmp_path):
-    from cronjobs.config import config_from_mapping
+    from cronjobs.host.config import config_from_mapping
 
     config = config_from_mapping(
         {"TIME_LIMIT": 20, "jobs": ["a.jobs", "b.jobs"], "http": {"TOKEN": "t", "prefix": "cron/"},
@@ -184,7 +184,7 @@ def test_a_mapping_holds_what_the_ini_file_holds(tmp_path):
 
 
 def test_a_mapping_is_validated_like_the_file(tmp_path):
-    from cronjobs.config import config_from_mapping
+    from cronjobs.host.config import config_from_mapping
 
     with pytest.raises(ConfigError) as bad:
         config_from_mapping({"database": "d", "lock_file": "l", "retry_backoff": -1}, "settings.RUN_CRON", "/")

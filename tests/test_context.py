@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from cronjobs.context import Context, compute_progress
 from cronjobs.errors import Cancelled
-from cronjobs.queue import Queue
+from cronjobs.messages.queue import Queue
+from cronjobs.runtime.context import Context, compute_progress
 
 
 @pytest.fixture
@@ -107,9 +107,9 @@ def test_a_store_that_cannot_be_written_is_not_the_handler_failing(tmp_path):
     import sqlite3
 
     from cronjobs.errors import StoreFailed
-    from cronjobs.runs import Runs
+    from cronjobs.runtime.runs import Runs
+    from cronjobs.runtime.worker import execute
     from cronjobs.store import connect_store
-    from cronjobs.worker import execute
 
     db, _ = connect_store(str(tmp_path / "db.sqlite3"))
     runs = Runs(db.connection(), retry_backoff=0)

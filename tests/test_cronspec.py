@@ -6,7 +6,7 @@ from datetime import datetime
 
 import pytest
 
-from cronjobs.cronspec import parse
+from cronjobs.scheduling.cronspec import parse
 
 
 def test_next_match_is_the_next_whole_minute_strictly_after():

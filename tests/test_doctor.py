@@ -10,9 +10,9 @@ import time
 import pytest
 from conftest import server_store
 
-from cronjobs.config import Config
-from cronjobs.doctor import check_server, check_sqlite, filesystem_type
-from cronjobs.status import CRITICAL, OK, WARNING
+from cronjobs.host.config import Config
+from cronjobs.reports.doctor import check_server, check_sqlite, filesystem_type
+from cronjobs.reports.status import CRITICAL, OK, WARNING
 
 
 def levels(findings):

@@ -186,7 +186,7 @@ def test_a_killed_host_is_resumed_from_its_checkpoint_by_another_and_a_live_one_
 
 
 def test_health_and_the_http_trigger_interval_see_every_hosts_ticks(server_url, tmp_path):
-    from cronjobs.config import HttpConfig, load_config
+    from cronjobs.host.config import HttpConfig, load_config
     from cronjobs.web.store import read_health, seconds_until_allowed
 
     a, b = host(tmp_path, "a", server_url), host(tmp_path, "b", server_url)
@@ -199,7 +199,7 @@ def test_health_and_the_http_trigger_interval_see_every_hosts_ticks(server_url, 
 
 
 def test_retention_deletes_old_runs_with_their_history_in_batches(server_url):
-    from cronjobs.retention import connect, prune, purge_failed
+    from cronjobs.runtime.retention import connect, prune, purge_failed
 
     with cronjobs.connect(database=server_url) as queue:
         for i in range(5):

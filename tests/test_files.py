@@ -11,7 +11,7 @@ import subprocess
 import pytest
 from conftest import Project, cli_env
 
-from cronjobs.files import create_private, loose_files
+from cronjobs.host.files import create_private, loose_files
 
 JOBS = """
 import json, logging, stat

@@ -8,7 +8,7 @@ import pytest
 
 import cronjobs
 from cronjobs.errors import MessageNotFound
-from cronjobs.flows import advance
+from cronjobs.messages.flows import advance
 
 JOBS = """
 @cronjobs.handler("part")

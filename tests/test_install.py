@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import cli_env
 
-from cronjobs.crontab_install import build_entry, launcher
+from cronjobs.host.crontab_install import build_entry, launcher
 
 USER_LINES = "MAILTO=me@example.com\n# nightly backup\n0 3 * * * /usr/bin/backup --all\n@reboot /usr/bin/true\n"
 

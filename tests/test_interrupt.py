@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import CGI, TOKEN, enqueue, fetch, pid_alive, web_project
 
-from cronjobs.interrupt import GRACE
+from cronjobs.runtime.interrupt import GRACE
 
 STUCK = """
 @cronjobs.handler("stuck")

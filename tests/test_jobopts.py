@@ -8,9 +8,9 @@ import pytest
 
 import cronjobs
 from cronjobs.errors import JobDefinitionError
-from cronjobs.jobopts import interval_spec, jitter_offset
 from cronjobs.registry import registry as global_registry
-from cronjobs.schedule import get_timezone, next_fire
+from cronjobs.scheduling.jobopts import interval_spec, jitter_offset
+from cronjobs.scheduling.schedule import get_timezone, next_fire
 
 
 @pytest.fixture(autouse=True)

@@ -8,7 +8,7 @@ import sys
 import threading
 import time
 
-from cronjobs.lock import LockError, SupervisorLock
+from cronjobs.runtime.lock import LockError, SupervisorLock
 
 HOLD = "import sys, time; from cronjobs.lock import SupervisorLock; l = SupervisorLock(sys.argv[1]); " \
        "assert l.acquire(); print('held', flush=True); time.sleep(60)"

@@ -9,7 +9,7 @@ import time
 
 from conftest import TOKEN, cli_env, fetch
 
-from cronjobs.metrics import collect, percentile
+from cronjobs.reports.metrics import collect, percentile
 
 
 def test_percentile_nearest_rank():

@@ -11,9 +11,9 @@ import time
 
 from conftest import TOKEN, cli_env, fetch
 
-from cronjobs.idle import is_idle
-from cronjobs.pauses import JOB, pause, paused, resume
-from cronjobs.tick import SCHEMA_VERSION
+from cronjobs.control.pauses import JOB, pause, paused, resume
+from cronjobs.runtime.idle import is_idle
+from cronjobs.runtime.tick import SCHEMA_VERSION
 
 JOBS = """
 @cronjobs.minutely

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from cronjobs.lock import SupervisorLock
-from cronjobs.ping import ping
+from cronjobs.runtime.lock import SupervisorLock
+from cronjobs.runtime.ping import ping
 
 JOBS = """
 @cronjobs.daily

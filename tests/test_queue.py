@@ -11,7 +11,7 @@ from conftest import address_of
 
 import cronjobs
 from cronjobs.errors import AttachmentNotFound, InvalidPayload, InvalidState, MessageNotFound
-from cronjobs.queue import Queue
+from cronjobs.messages.queue import Queue
 
 
 @pytest.fixture
@@ -119,7 +119,7 @@ def test_retry_failed_retries_all_failed(queue, runs):
 
 
 def test_attachments_are_stored_in_chunks_outside_the_queue_table(queue, runs, db):
-    from cronjobs.context import ATTACHMENT_CHUNK, Context
+    from cronjobs.runtime.context import ATTACHMENT_CHUNK, Context
 
     uuid = queue.enqueue("t")
     run = runs.claim_message(time.time())
@@ -141,7 +141,7 @@ def test_attachments_are_stored_in_chunks_outside_the_queue_table(queue, runs, d
 
 
 def test_enqueue_from_inside_a_handler(queue, runs):
-    from cronjobs.context import Context
+    from cronjobs.runtime.context import Context
 
     queue.enqueue("parent")
     ctx = Context(runs, runs.claim_message(time.time()))

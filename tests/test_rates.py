@@ -8,7 +8,7 @@ import time
 import pytest
 from conftest import LIBFAKETIME, TOKEN, Server, cli_env, fetch, web_project
 
-from cronjobs.rates import budget, parse_rate
+from cronjobs.control.rates import budget, parse_rate
 
 
 @pytest.mark.parametrize("text, expected", [("200/h", (200, 3600.0)), ("5/min", (5, 60.0)),

@@ -11,7 +11,7 @@ import uuid as uuidlib
 import pytest
 
 from cronjobs.errors import Retry
-from cronjobs.retention import NAME, PruneJob, connect, prune
+from cronjobs.runtime.retention import NAME, PruneJob, connect, prune
 from cronjobs.store import connect_store
 
 DAY = 86400.0

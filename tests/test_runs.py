@@ -1,5 +1,5 @@
-"""Attempts and backoff (cronjobs/runs.py, cronjobs/schedule.py) as a user sees them: through real ticks
-whose clock libfaketime sets, and the exact delays of the pure functions."""
+"""Attempts and backoff (cronjobs/runtime/runs.py, cronjobs/scheduling/schedule.py) as a user sees them:
+through real ticks whose clock libfaketime sets, and the exact delays of the pure functions."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 import sqlite3
 from datetime import datetime, timezone
 
-from cronjobs.runs import MAX_BACKOFF, backoff_delay
-from cronjobs.schedule import LastRun, count_failures, decide, next_due
+from cronjobs.runtime.runs import MAX_BACKOFF, backoff_delay
+from cronjobs.scheduling.schedule import LastRun, count_failures, decide, next_due
 
 FAILING = """
 from datetime import datetime, timezone

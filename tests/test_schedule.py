@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from cronjobs.schedule import (
+from cronjobs.scheduling.schedule import (
     EPOCH,
     UTC,
     LastRun,
@@ -348,7 +348,7 @@ def test_interval_decorators_begin_their_periods(tz, interval, expected):
 
 def test_due_times_cached_by_older_rules_are_computed_again(db, tz):
     from cronjobs.registry import Job
-    from cronjobs.scheduler import sync_states
+    from cronjobs.runtime.scheduler import sync_states
 
     connection = db.connection()
     now = berlin(tz, 2026, 12, 1, 12)
@@ -364,7 +364,7 @@ def cron_daemon_runs(expression, tz, start, end):
     """What Debian's cron does, minute by minute: cron.c's main loop (the "wakeupKind" cases) over the
     real minutes from `start` to `end`, with its virtual clock of local wall minutes. Returns
     (instant, wall slot) for each run of the job."""
-    from cronjobs.cronspec import parse
+    from cronjobs.scheduling.cronspec import parse
 
     spec = parse(expression)
     runs = []

@@ -1,4 +1,4 @@
-"""The scheduler's stored state (cronjobs/scheduler.py) follows the jobs modules, through real ticks."""
+"""The scheduler's stored state (cronjobs/runtime/scheduler.py) follows the jobs modules, through real ticks."""
 
 from __future__ import annotations
 

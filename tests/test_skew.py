@@ -17,12 +17,12 @@ import urllib.request
 import pytest
 from conftest import Project, cli_env
 
-from cronjobs.idle import is_idle, last_tick_started, record_tick
-from cronjobs.queue import insert_message
+from cronjobs.messages.queue import insert_message
 from cronjobs.registry import Job, schedule_key
-from cronjobs.runs import Runs
-from cronjobs.scheduler import plan, sync_states
-from cronjobs.skew import correct_skew
+from cronjobs.runtime.idle import is_idle, last_tick_started, record_tick
+from cronjobs.runtime.runs import Runs
+from cronjobs.runtime.scheduler import plan, sync_states
+from cronjobs.scheduling.skew import correct_skew
 from cronjobs.store import SCHEMA_VERSION
 
 needs_faketime = pytest.mark.skipif(shutil.which("faketime") is None, reason="needs faketime (libfaketime)")

@@ -6,9 +6,9 @@ import json
 import sqlite3
 import time
 
-from cronjobs.idle import read_tick, record_tick
-from cronjobs.lock import SupervisorLock
-from cronjobs.status import CRITICAL, OK, WARNING, Facts, JobFacts, evaluate
+from cronjobs.reports.status import CRITICAL, OK, WARNING, Facts, JobFacts, evaluate
+from cronjobs.runtime.idle import read_tick, record_tick
+from cronjobs.runtime.lock import SupervisorLock
 
 JOBS = """
 @cronjobs.daily

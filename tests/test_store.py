@@ -6,9 +6,9 @@ import sqlite3
 
 import pytest
 
-from cronjobs import tick
 from cronjobs.errors import StoreError
-from cronjobs.runs import claim_sql
+from cronjobs.runtime import tick
+from cronjobs.runtime.runs import claim_sql
 from cronjobs.store import SCHEMA_VERSION, connect_store, migrate, schema_version
 
 

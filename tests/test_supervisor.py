@@ -1,4 +1,4 @@
-"""The supervisor (cronjobs/supervisor.py) against workers that misbehave, through the real CLI."""
+"""The supervisor (cronjobs/runtime/supervisor.py) against workers that misbehave, through the real CLI."""
 
 from __future__ import annotations
 

@@ -302,9 +302,9 @@ def test_locked_database_is_an_error_line_with_exit_2(project):
 
 
 def test_min_interval_is_checked_under_the_lock(project):
-    from cronjobs.config import load_config
+    from cronjobs.host.config import load_config
     from cronjobs.registry import Registry
-    from cronjobs.tick import run_tick
+    from cronjobs.runtime.tick import run_tick
 
     config = load_config(str(project.config))
     assert run_tick(config, Registry(), min_interval=60).status == "ran"  # creates the store
@@ -331,7 +331,7 @@ def later(ctx):
 
 @pytest.mark.sqlite_only("the tick file beside the SQLite file and its mtime")
 def test_tick_facts_live_beside_the_database_and_an_idle_tick_does_not_write_it(project):
-    from cronjobs.idle import read_tick
+    from cronjobs.runtime.idle import read_tick
 
     project.write_jobs("@cronjobs.daily\ndef d(ctx): pass\n")
     assert project.run().returncode == 0

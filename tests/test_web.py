@@ -18,7 +18,7 @@ from typing import Optional
 import pytest
 from conftest import TOKEN, Answer, Server, cli_env, enqueue, fetch, mine, web_project
 
-from cronjobs.lock import SupervisorLock
+from cronjobs.runtime.lock import SupervisorLock
 
 
 def ran(server: Server) -> list[str]:

@@ -317,7 +317,7 @@ def test_refresh_after():
 
 def test_a_page_embedded_without_run_crons_routes_is_read_only(tmp_path):
     """As the Django view embeds it: no buttons, no script, a plain refresh only while something is due."""
-    from cronjobs.config import load_config
+    from cronjobs.host.config import load_config
     from cronjobs.registry import Registry
     from cronjobs.web.page import status_page
     from cronjobs.web.store import db_guard

@@ -10,11 +10,11 @@ import pytest
 from conftest import cli_env, orphaned
 
 import cronjobs
-from cronjobs.board import BoardState
 from cronjobs.registry import Job
-from cronjobs.runs import Runs
-from cronjobs.schedule import get_timezone
-from cronjobs.worker import Worker
+from cronjobs.runtime.board import BoardState
+from cronjobs.runtime.runs import Runs
+from cronjobs.runtime.worker import Worker
+from cronjobs.scheduling.schedule import get_timezone
 
 TZ = get_timezone("Europe/Berlin")
 
@@ -121,7 +121,7 @@ def test_soft_deadline_stops_claiming(runs, registry, queue):
 
 def test_recover_continues_a_run_with_progress_and_charges_one_without(runs, queue, db):
     a, b = queue.enqueue("t", max_attempts=2), queue.enqueue("t", max_attempts=1)
-    from cronjobs.context import Context
+    from cronjobs.runtime.context import Context
 
     progressed = runs.claim_message(time.time())
     Context(runs, progressed).checkpoint(offset=5)

@@ -26,7 +26,7 @@ ALIASES = {"list": "periodic", "jobs": "messages"}
 def periodic(state: State, config_path: Optional[str], as_json: bool) -> None:
     """Every periodic job with its schedule, last run, last outcome and next due time (alias: list)."""
     from ..registry import registry
-    from ..views import job_rows, render_table
+    from ..reports.views import job_rows, render_table
 
     config = state.config(config_path)
     rows = job_rows(config, registry)
@@ -46,7 +46,7 @@ def periodic(state: State, config_path: Optional[str], as_json: bool) -> None:
 def why(state: State, config_path: Optional[str], name: str, as_json: bool) -> None:
     """Why a periodic job or message type did or did not run at the last ticks, and when it runs next."""
     from ..registry import registry
-    from ..why import explain, render
+    from ..reports.why import explain, render
 
     answers = explain(state.config(config_path), registry, name)
     if as_json:
@@ -78,7 +78,7 @@ def resume(state: State, config_path: Optional[str], names: tuple[str, ...]) -> 
 def _pause_or_resume(state: State, config_path: Optional[str], names: tuple[str, ...], resume: bool) -> None:
     import time
 
-    from .. import pauses
+    from ..control import pauses
     from ..registry import registry
 
     state.config(config_path)
@@ -166,7 +166,7 @@ def enqueue(state: State, config_path: Optional[str], message_type: str, payload
 def messages(state: State, config_path: Optional[str], status: Optional[str], message_type: Optional[str],
              owner: Optional[str], tag: Optional[str], limit: Optional[int], as_json: bool) -> None:
     """Queued messages with status and progress, newest first (alias: jobs)."""
-    from ..views import message_rows, render_table
+    from ..reports.views import message_rows, render_table
 
     with state.queue(config_path) as queue:
         found = queue.jobs(owner=owner, status=status, type=message_type, limit=limit, details=as_json, tag=tag)
@@ -186,7 +186,7 @@ def messages(state: State, config_path: Optional[str], status: Optional[str], me
 @click.pass_obj
 def show(state: State, config_path: Optional[str], uuid: str, as_json: bool) -> None:
     """One message with its checkpoint, attempts, errors, warnings and attachments."""
-    from ..views import describe_message
+    from ..reports.views import describe_message
 
     with state.queue(config_path) as queue:
         view = queue.get(uuid)
@@ -239,7 +239,7 @@ def attachment(state: State, config_path: Optional[str], uuid: str, name: str, o
         if output:
             import os
 
-            from ..files import open_private
+            from ..host.files import open_private
 
             try:  # 0600 like every file run-cron writes: an attachment holds the job's data
                 handle = open(open_private(output, os.O_WRONLY | os.O_TRUNC), "wb")  # noqa: SIM115 (closed below)
@@ -271,7 +271,7 @@ def serve(state: State, config_path: Optional[str], host: str, port: int) -> Non
                "(Ctrl-C to stop)", err=True)
     if not config.http.token:
         click.echo("run-cron: no [http] token configured: /run and the status page answer 404", err=True)
-    from ..interrupt import exit_code, handling, name, received, wait_for_ticks
+    from ..runtime.interrupt import exit_code, handling, name, received, wait_for_ticks
 
     # SIGTERM, SIGINT or SIGHUP: stop serving, stop the tick a /run request may be running (its worker
     # killed, what it ran settled), then exit 128 + the signal number.
@@ -313,10 +313,10 @@ def _finish_answers(seconds: float) -> None:
 def install(state: State, config_path: Optional[str], every: int, print_only: bool, remove: bool,
             tab_file: Optional[str]) -> None:
     """Add the crontab line that runs a tick (once; the user's other lines stay as they are)."""
-    from ..config import find_config_path
-    from ..crontab_install import build_entry
-    from ..crontab_install import install as add_line
-    from ..crontab_install import remove as remove_line
+    from ..host.config import find_config_path
+    from ..host.crontab_install import build_entry
+    from ..host.crontab_install import install as add_line
+    from ..host.crontab_install import remove as remove_line
 
     if print_only and remove:
         raise CliError("give either --print or --remove")
@@ -348,9 +348,9 @@ def status(state: State, config_path: Optional[str], as_json: bool) -> None:
     a full disk. UNKNOWN: the files belong to another user and cannot be read.
     """
     from ..errors import StoreError
-    from ..lock import LockError
     from ..registry import registry
-    from ..status import cannot_check, check, render
+    from ..reports.status import cannot_check, check, render
+    from ..runtime.lock import LockError
 
     config = state.config(config_path)
     try:
@@ -387,9 +387,9 @@ def worker(state: State, config_path: Optional[str], time_limit: Optional[float]
 
     Shares the lock with crontab ticks: both may be installed, no work runs twice.
     """
-    from ..eventlog import TickLog
     from ..registry import registry
-    from ..service import run_worker, stop_on_signals
+    from ..runtime.eventlog import TickLog
+    from ..runtime.service import run_worker, stop_on_signals
 
     config = state.config(config_path)
     events = TickLog("worker", Reporter(state.verbose))
@@ -400,7 +400,7 @@ def worker(state: State, config_path: Optional[str], time_limit: Optional[float]
 
     with stop_on_signals() as stop:
         run_worker(config, registry, stop, time_limit=time_limit, sleep=sleep, on_event=events, on_result=finished)
-    from ..interrupt import exit_code, received
+    from ..runtime.interrupt import exit_code, received
 
     signum = received()  # a second signal cut a tick short: say so in the exit code, as a crontab tick does
     if signum is not None:
@@ -415,9 +415,9 @@ def worker(state: State, config_path: Optional[str], time_limit: Optional[float]
 @click.pass_obj
 def history(state: State, config_path: Optional[str], name: Optional[str], limit: int, as_json: bool) -> None:
     """Every run of a periodic job and every message attempt, newest first."""
-    from ..history import history as read_history
-    from ..history import table_rows
-    from ..views import render_table
+    from ..reports.history import history as read_history
+    from ..reports.history import table_rows
+    from ..reports.views import render_table
 
     config = state.config(config_path, load_jobs=False)
     entries = read_history(config, name, limit)
@@ -437,7 +437,7 @@ def history(state: State, config_path: Optional[str], name: Optional[str], limit
 @click.pass_obj
 def purge(state: State, config_path: Optional[str], failed: bool) -> None:
     """Delete now what the daily run-cron.prune job deletes: finished runs older than retention_days."""
-    from ..retention import run_now
+    from ..runtime.retention import run_now
 
     config = state.config(config_path, load_jobs=False)
     pruned, failed_count = run_now(config, failed)
@@ -481,8 +481,8 @@ def doctor(state: State, config_path: Optional[str], as_json: bool) -> None:
     Engine and version, FOR UPDATE SKIP LOCKED, clock skew against the database server, SQLite on a
     network filesystem, the lock directory, file modes, the schema version.
     """
-    from ..doctor import diagnose, worst
-    from ..status import LABELS
+    from ..reports.doctor import diagnose, worst
+    from ..reports.status import LABELS
 
     config = state.config(config_path, load_jobs=False)
     findings = diagnose(config)

@@ -105,7 +105,7 @@ def cli(ctx: click.Context, config_path: Optional[str], force: tuple[str, ...], 
 
 
 def _print_dry_run(config: Any, registry: Any, forced: Optional[list[Any]]) -> None:
-    from ..views import dry_run_plan
+    from ..reports.views import dry_run_plan
 
     for line in dry_run_plan(config, registry, forced):
         click.echo(line)

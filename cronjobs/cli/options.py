@@ -51,7 +51,7 @@ class State:
         self._verbose += count
 
     def config(self, override: Optional[str] = None, load_jobs: bool = True) -> Any:
-        from ..config import find_config_path, load_config
+        from ..host.config import find_config_path, load_config
         from ..registry import load_modules
 
         if self._config is None:
@@ -62,20 +62,20 @@ class State:
             setup_logging(self._config, self.verbose)
             if load_jobs:
                 if self._config.env_file:
-                    from ..envfile import load
+                    from ..host.envfile import load
 
                     load(self._config.env_file, self._config.path)
                 load_modules(self._config.jobs, self._config.python_path, self._config.path)
                 if self.source is not None:
                     self.source.load_jobs(self._config)
                 from ..registry import registry
-                from ..retention import register
+                from ..runtime.retention import register
 
                 register(registry, self._config)
         return self._config
 
     def queue(self, override: Optional[str] = None) -> Any:
-        from ..queue import Queue
+        from ..messages.queue import Queue
         from ..store import connect_store
 
         config = self.config(override, load_jobs=False)
@@ -96,7 +96,7 @@ def setup_logging(config: Any, verbose: int) -> None:
     root.setLevel(level)
     root.propagate = False
     if config is not None and getattr(config.log, "file", None):
-        from ..logs import add_file_handler
+        from ..host.logs import add_file_handler
 
         add_file_handler(root, config)
 
@@ -191,8 +191,8 @@ class Reporter:
 def tick(ctx: click.Context, state: State, config: Any, registry: Any, forced: Optional[list[Any]],
          time_limit: Optional[float]) -> None:
     """Run one tick (of `forced` jobs only, if given), report it and exit with its code."""
-    from ..eventlog import TickLog
-    from ..tick import run_tick
+    from ..runtime.eventlog import TickLog
+    from ..runtime.tick import run_tick
 
     reporter = TickLog("cli", Reporter(state.verbose, show_progress=bool(forced) and sys.stderr.isatty()))
     result = run_tick(config, registry, time_limit=time_limit, force=forced, trigger="cli",

@@ -67,7 +67,7 @@ class RunCron:
         """run-cron's Queue on the configured store (opened on first use, shared by the app's threads)."""
         with self._lock:
             if self._queue is None:
-                from ..queue import connect
+                from ..messages.queue import connect
 
                 self._queue = connect(self.config_path)
             return self._queue

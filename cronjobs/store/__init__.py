@@ -50,7 +50,7 @@ def connect_store(database: str, busy_timeout: float = 10.0, synchronous: str = 
 
 def upgrade(database: str, busy_timeout: float = 10.0, synchronous: str = "NORMAL") -> tuple[int, int]:
     """`run-cron migrate`: create or upgrade the schema; returns (version before, version after)."""
-    from ..idle import open_fast
+    from ..runtime.idle import open_fast
 
     connection = open_fast(database, busy_timeout, synchronous)
     before = 0

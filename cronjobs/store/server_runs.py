@@ -12,7 +12,7 @@ import uuid as uuidlib
 from typing import Any, Optional
 
 from ..errors import StoreError
-from ..runs import _RUN_COLUMNS, Run, Runs
+from ..runtime.runs import _RUN_COLUMNS, Run, Runs
 from .server import RUNNER_PREFIX, ServerConnection
 
 

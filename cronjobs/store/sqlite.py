@@ -13,7 +13,7 @@ from typing import Iterator
 import peewee as pw
 
 from ..errors import SchemaOutdated, StoreError, StoreFailed
-from ..files import create_private
+from ..host.files import create_private
 from .models import SCHEMA_VERSION, Models, make_models
 
 _INDEXES_V1 = (

@@ -12,8 +12,8 @@ import hmac
 from typing import Any, Callable, Optional
 from urllib.parse import urlencode
 
-from ..config import Config
 from ..errors import InvalidState, MessageNotFound
+from ..host.config import Config
 from ..registry import Registry
 
 #: The filters of the page, kept across an action (anything else in `back` is dropped).
@@ -64,7 +64,7 @@ def perform(config: Config, form: dict[str, list[str]], registry: Callable[[], R
         return {"notice": "bad_request"}
     if action == "run":
         return run_now(config, registry(), subject)
-    from ..queue import Queue
+    from ..messages.queue import Queue
 
     with guard:
         database, models = connect_store(config.database, config.busy_timeout, config.synchronous)
@@ -84,9 +84,9 @@ def perform(config: Config, form: dict[str, list[str]], registry: Callable[[], R
 
 def run_now(config: Config, registry: Registry, name: str) -> dict[str, str]:
     """One tick that runs `name` now, as `run-cron --force NAME` does, under `[http] time_limit`."""
-    from ..eventlog import TickLog
-    from ..lock import SupervisorLock
-    from ..tick import run_tick
+    from ..runtime.eventlog import TickLog
+    from ..runtime.lock import SupervisorLock
+    from ..runtime.tick import run_tick
     from .store import trigger_lock
 
     job = registry.jobs.get(name)

@@ -26,9 +26,9 @@ import time
 from typing import Any, Callable, Iterable, Optional, Union
 from urllib.parse import parse_qs, quote
 
-from ..config import ENV_VAR, Config, find_config_path, load_config
 from ..errors import CronjobsError, StoreError
-from ..lock import LockError, SupervisorLock
+from ..host.config import ENV_VAR, Config, find_config_path, load_config
+from ..runtime.lock import LockError, SupervisorLock
 from .http import (
     STATUS_TEXT,
     UNREAD_BODY,
@@ -83,7 +83,7 @@ class App:
                 path = find_config_path(self._path or (environ or {}).get(ENV_VAR))
                 config = load_config(path)
                 if config.log.file:
-                    from ..logs import add_file_handler
+                    from ..host.logs import add_file_handler
 
                     add_file_handler(logging.getLogger("cronjobs"), config)
                 self._config = config
@@ -92,7 +92,7 @@ class App:
     def load_jobs(self, config: Config) -> Any:
         """The registry with the configured jobs modules imported: once, and again after they changed."""
         from ..registry import load_modules, registry
-        from ..retention import register
+        from ..runtime.retention import register
 
         with self._lock:
             if self._jobs_loaded and self._jobs_files != _module_files(config.jobs):
@@ -102,7 +102,7 @@ class App:
                 self._jobs_loaded = False
             if not self._jobs_loaded:
                 if config.env_file:
-                    from ..envfile import load
+                    from ..host.envfile import load
 
                     load(config.env_file, config.path)
                 load_modules(config.jobs, config.python_path, config.path)
@@ -188,8 +188,8 @@ class App:
         return self.page(config, environ, query, route, path[len("/attachment/"):], base, body)
 
     def run(self, config: Config, environ: Environ, query: dict[str, list[str]], began: float) -> Response:
-        from ..eventlog import TickLog
-        from ..tick import run_tick
+        from ..runtime.eventlog import TickLog
+        from ..runtime.tick import run_tick
 
         assert config.http.token is not None
         if not token_matches(request_token(environ, query), config.http.token):

@@ -18,13 +18,13 @@ from contextlib import AbstractContextManager
 from typing import Any, Iterator, Optional
 from urllib.parse import quote
 
-from ..config import Config
+from ..control.pauses import TYPE, paused
 from ..errors import CronjobsError
-from ..idle import read_tick
-from ..pauses import TYPE, paused
-from ..queue import MessageView, Queue
+from ..host.config import Config
+from ..messages.queue import MessageView, Queue
 from ..registry import Registry
-from ..runs import STATUSES
+from ..runtime.idle import read_tick
+from ..runtime.runs import STATUSES
 from .actions import FILTERS, csrf_token
 from .assets import CSS
 from .http import Response, error_response
@@ -88,8 +88,8 @@ def filters_from(query: dict[str, list[str]]) -> dict[str, str]:
 def collect(config: Config, registry: Registry, guard: AbstractContextManager,
             filters: Optional[dict[str, str]] = None) -> dict[str, Any]:
     """What the page shows, read under `guard` (no fork while this thread is inside SQLite)."""
+    from ..reports.views import job_rows
     from ..store import connect_store
-    from ..views import job_rows
 
     filters = filters or {}
     data: dict[str, Any] = {"messages": [], "counts": {}, "meta": {}, "runs": {}, "types": [], "owners": []}
@@ -135,7 +135,7 @@ def status_page(config: Config, registry: Registry, base: str, guard: AbstractCo
     browser's zone and updates itself by script (a <noscript> refresh without one). Else it is read
     only, in the configured zone, refreshed by a plain meta refresh.
     """
-    from ..views import local_iso
+    from ..reports.views import local_iso
 
     query = query or {}
     filters = filters_from(query)
@@ -183,8 +183,8 @@ def _notice(query: dict[str, list[str]]) -> str:
 
 def waiting_reasons(db: Any, registry: Registry, paused_types: list[str], tz: Any) -> dict[str, str]:
     """Why new messages of a type wait although due: {type: reason} (paused, rate limit reached)."""
-    from ..rates import describe, exhausted
-    from ..views import local_iso
+    from ..control.rates import describe, exhausted
+    from ..reports.views import local_iso
 
     reasons = {name: "its type is paused (run-cron resume)" for name in paused_types}
     rates = {name: handler.rate for name, handler in registry.handlers.items() if handler.rate}
@@ -233,7 +233,7 @@ def _button(base: str, csrf: Optional[str], action: str, field: str, value: str,
 
 
 def _details(view: Optional[MessageView], base: str, tz: Any, payload: bool = True) -> str:
-    from ..views import local_iso
+    from ..reports.views import local_iso
 
     if view is None:
         return ""
@@ -303,7 +303,7 @@ def _progress(view: MessageView) -> str:
 
 def _messages_table(views: list[MessageView], base: str, csrf: Optional[str], tz: Any,
                     filters: dict[str, str], waiting: Optional[dict[str, str]] = None) -> str:
-    from ..views import local_iso
+    from ..reports.views import local_iso
 
     rows = []
     for view in views:

@@ -13,11 +13,11 @@ import time
 from contextlib import contextmanager
 from typing import Any, Iterator, Optional
 
-from ..config import Config
 from ..errors import StoreError
-from ..idle import last_tick_started, no_schema, open_fast, read_tick
-from ..lock import LockError
-from ..metrics import collect as collect_metrics
+from ..host.config import Config
+from ..reports.metrics import collect as collect_metrics
+from ..runtime.idle import last_tick_started, no_schema, open_fast, read_tick
+from ..runtime.lock import LockError
 
 # Forking (the tick's worker) while another thread is inside SQLite could copy a held SQLite mutex into
 # the child, which would then hang until the hard limit. Threads that touch the database hold this lock,
@@ -116,7 +116,7 @@ def read_health(config: Config, now: Optional[float] = None) -> tuple[bool, dict
 
     Raises StoreError when the database or the tick file cannot be read (the app answers 503).
     """
-    from ..runs import STATUSES
+    from ..runtime.runs import STATUSES
 
     now = time.time() if now is None else now
     counts = dict.fromkeys(STATUSES, 0)
@@ -143,7 +143,7 @@ def read_health(config: Config, now: Optional[float] = None) -> tuple[bool, dict
 
 def read_metrics(config: Config, now: Optional[float] = None) -> str:
     """The Prometheus text of `/metrics` (see `metrics.prometheus`); raises StoreError as read_health."""
-    from ..metrics import prometheus
+    from ..reports.metrics import prometheus
 
     now = time.time() if now is None else now
     counts, _, metrics = _read_queue(config, now, failing_jobs=False)
@@ -193,9 +193,9 @@ def live_state(config: Config, now: Optional[float] = None) -> dict[str, Any]:
     anything the page shows besides progress does (the page reloads then)."""
     import hashlib
 
-    from ..board import peek_current
-    from ..lock import SupervisorLock
-    from ..tick import board_file
+    from ..runtime.board import peek_current
+    from ..runtime.lock import SupervisorLock
+    from ..runtime.tick import board_file
 
     now = time.time() if now is None else now
     running = SupervisorLock(config.lock_file).held_elsewhere()

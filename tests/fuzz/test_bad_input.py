@@ -23,9 +23,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cronjobs.cli.main import cli
-from cronjobs.config import load_config
 from cronjobs.errors import CronjobsError
-from cronjobs.schedule import check_expression, get_timezone, next_fire
+from cronjobs.host.config import load_config
+from cronjobs.scheduling.schedule import check_expression, get_timezone, next_fire
 from cronjobs.web import make_app
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

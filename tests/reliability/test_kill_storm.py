@@ -31,8 +31,8 @@ from reliability_harness import (
     wait_gone,
 )
 
-from cronjobs.queue import connect, insert_message
-from cronjobs.worker import MAX_BATCH
+from cronjobs.messages.queue import connect, insert_message
+from cronjobs.runtime.worker import MAX_BATCH
 
 pytestmark = pytest.mark.reliability
 

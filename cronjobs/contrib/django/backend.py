@@ -58,7 +58,7 @@ class RunCronBackend(BaseTaskBackend):
         """run-cron's Queue on the configured store, opened on first use."""
         with self._lock:
             if self._queue is None:
-                from ...queue import Queue
+                from ...messages.queue import Queue
                 from ...store import connect_store
 
                 config = django_config(self.options.get("config"))

@@ -12,11 +12,11 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any, Optional
 
-from ...config import Config, config_from_mapping, load_config
 from ...errors import ConfigError, JobLoadError
+from ...host.config import Config, config_from_mapping, load_config
 
 if TYPE_CHECKING:  # imported when used: every tick through manage.py imports this module
-    from ...crontab_install import Entry
+    from ...host.crontab_install import Entry
 
 ORIGIN = "settings.RUN_CRON"
 DATABASE_NAME = "run-cron.sqlite3"
@@ -115,7 +115,7 @@ class DjangoSource:
         discover()
 
     def crontab_entry(self, every: int) -> Entry:
-        from ...crontab_install import command_entry
+        from ...host.crontab_install import command_entry
 
         script = os.path.abspath(self.argv[0]) if self.argv else "manage.py"
         words = [sys.executable, script, "run_cron", *django_options(self.argv[2:])]

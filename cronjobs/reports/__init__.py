@@ -1,0 +1,1 @@
+"""Read-only answers about the store: status and metrics, history, `show`/`list` views, `why`, `doctor`."""
