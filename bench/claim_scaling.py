@@ -1,6 +1,6 @@
 """Target 3: the claim does not slow down as the queue grows.
 
-Prints EXPLAIN QUERY PLAN of the claim SELECT the code runs (`cronjobs.runs.claim_sql`): it must walk
+Prints EXPLAIN QUERY PLAN of the claim SELECT the code runs (`cronjobs.runtime.runs.claim_sql`): it must walk
 message_claim with no "USE TEMP B-TREE". Then measures claim + complete per message (Runs.claim_message
 and Runs.complete, WAL, NORMAL) with 1,000 and with 1,000,000 new messages queued (bulk-inserted with
 executemany in one transaction; SIZE + warm-up + SAMPLES are inserted, so at least SIZE are still queued at

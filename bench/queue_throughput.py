@@ -3,7 +3,7 @@
 Both run in this process, side by side, on files in one temporary directory, at the same SQLite
 `synchronous` level (FULL, then NORMAL), WAL mode for both. Only the drain is timed:
 
-* run-cron: N messages enqueued with `cronjobs.queue.insert_message` (`_common.fill_queue`), then
+* run-cron: N messages enqueued with `cronjobs.messages.insert.insert_message` (`_common.fill_queue`), then
   `Worker(Runs(connection), ...).drain_queue()` on a `connect_store(path, synchronous=LEVEL)` database
   (per message: claim transaction with an attempt row, the handler, complete transaction).
 * huey: N no-op tasks enqueued, then `while (task := huey.dequeue()) is not None: huey.execute(task)`

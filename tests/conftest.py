@@ -304,8 +304,8 @@ class Project:
     @contextlib.contextmanager
     def connect(self) -> Iterator[Any]:
         """A plain autocommit connection to the store, for reading (and upsetting) what the CLI wrote: sqlite3's,
-        or a server's taking the same SQL (cronjobs.idle.open_fast)."""
-        from cronjobs.idle import open_fast
+        or a server's taking the same SQL (cronjobs.runtime.idle.open_fast)."""
+        from cronjobs.runtime.idle import open_fast
 
         connection = open_fast(self.store)
         assert connection is not None, f"no store at {self.store}"

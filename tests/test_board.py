@@ -21,7 +21,7 @@ needs_boot_id = pytest.mark.skipif(boot_id() is None, reason="no /proc/sys/kerne
 
 WRITE_AND_DIE = """
 import os, signal, sys
-from cronjobs.board import Board
+from cronjobs.runtime.board import Board
 writer = Board(path=sys.argv[1])
 writer.set_claimed([3, 4, 5])
 writer.add_done(3)

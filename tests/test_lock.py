@@ -10,7 +10,7 @@ import time
 
 from cronjobs.runtime.lock import LockError, SupervisorLock
 
-HOLD = "import sys, time; from cronjobs.lock import SupervisorLock; l = SupervisorLock(sys.argv[1]); " \
+HOLD = "import sys, time; from cronjobs.runtime.lock import SupervisorLock; l = SupervisorLock(sys.argv[1]); " \
        "assert l.acquire(); print('held', flush=True); time.sleep(60)"
 
 

@@ -14,7 +14,7 @@ from conftest import ROOT, cli_env
 WRITER = """
 import logging, os, sys
 sys.path.insert(0, {root!r})
-from cronjobs.logs import SharedRotatingFileHandler
+from cronjobs.host.logs import SharedRotatingFileHandler
 handler = SharedRotatingFileHandler(sys.argv[1], maxBytes=4096, backupCount=80)
 handler.setFormatter(logging.Formatter("%(message)s"))
 log = logging.getLogger("writer")

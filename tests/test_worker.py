@@ -169,7 +169,7 @@ def test_cli_only_is_skipped_from_http(runs, registry, queue):
 
 BOARD_ACROSS_FORK = """
 import os
-from cronjobs.board import Board
+from cronjobs.runtime.board import Board
 
 board = Board(capacity=4)
 pid = os.fork()

@@ -161,7 +161,7 @@ def record_tick(database: str, values: dict[str, object], connection: object = N
     path = tick_file(database)
     temporary = f"{path}.{os.getpid()}"
     try:
-        # 0600 whatever the umask (the idle path does not import cronjobs.files)
+        # 0600 whatever the umask (the idle path does not import cronjobs.host.files)
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o600)
         with open(fd, "w", encoding="utf-8") as handle:
             handle.write("".join(f"{key}={'' if value is None else value}\n" for key, value in values.items()))

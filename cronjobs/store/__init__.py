@@ -1,7 +1,7 @@
 """The store: one schema (models.py) and one module per database engine behind a small interface.
 
 `connect_store(database)` opens an SQLite file (sqlite.py) or a server URL (server.py with
-postgresql.py or mysql.py) and returns (database, models); `open_fast` (in cronjobs.idle) returns
+postgresql.py or mysql.py) and returns (database, models); `open_fast` (in cronjobs.runtime.idle) returns
 a plain DB-API connection for the hot path and the read paths. The names are loaded on first use,
 so that importing `cronjobs.store.url` on an idle tick costs no peewee import.
 """
