@@ -11,6 +11,7 @@ import sys
 import time
 
 import pytest
+from conftest import SERVERS as SERVERS_URL
 from conftest import Project, cli_env, server_store
 
 import cronjobs
@@ -41,6 +42,57 @@ def test_a_project_keeps_its_store_on_the_engine_the_run_names(tmp_path):
     assert first.run().returncode == 0
     with second.connect() as db:
         assert db.execute("SELECT status FROM message WHERE type = 'd'").fetchall() == [("completed",)]
+
+
+def test_sessions_opening_a_new_postgresql_schema_at_once_all_connect():
+    """Many first connections to a `?schema=` not created yet (a flood of HTTP triggers on a fresh
+    store) once lost the race on pg_namespace's unique index: "cannot connect: duplicate key"."""
+    import threading
+
+    from cronjobs.errors import StoreError
+    from cronjobs.store.server import open_fast
+
+    for _round in range(4):
+        for url in server_store("postgresql"):
+            barrier, errors = threading.Barrier(16), []
+
+            def connect(url=url, barrier=barrier, errors=errors):
+                barrier.wait()
+                try:
+                    open_fast(url).close()
+                except StoreError as exc:
+                    errors.append(str(exc))
+
+            threads = [threading.Thread(target=connect) for _ in range(16)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert errors == []
+
+
+def test_a_postgresql_role_without_create_on_the_database_uses_the_schema_it_owns(tmp_path):
+    """A host may give a role its schema and no CREATE on the database: run-cron must not need it."""
+    import uuid as uuidlib
+
+    from cronjobs.store.server import open_fast
+
+    for url in server_store("postgresql"):
+        schema = url.rsplit("=", 1)[1]
+        role = f"rc_t_role_{uuidlib.uuid4().hex[:8]}"
+        admin = open_fast(SERVERS_URL["postgresql"])
+        admin.execute_raw(f"CREATE ROLE {role} LOGIN")
+        try:
+            admin.execute_raw(f"CREATE SCHEMA {schema} AUTHORIZATION {role}")
+            project = Project(tmp_path, database=url.replace("postgres@", f"{role}@"))
+            project.write_jobs("@cronjobs.daily\ndef d(ctx): record('d')\n")
+            result = project.run()
+            assert result.returncode == 0, result.stderr
+            assert project.ran() == ["d"]
+        finally:
+            admin.execute_raw(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+            admin.execute_raw(f"DROP ROLE IF EXISTS {role}")
+            admin.close()
 
 
 def test_url_forms_and_the_password_never_shown():

@@ -30,10 +30,28 @@ def connect(target: Target, timeout: float) -> Any:
     )
     connection.autocommit = True
     if target.schema:
-        cursor = connection.cursor()
-        cursor.execute(f'CREATE SCHEMA IF NOT EXISTS "{target.schema}"')  # the name is checked by url.parse
+        _ensure_schema(connection, target.schema)
     connection.scope = target.schema or ""  # advisory locks are per database: a schema names its own
     return connection
+
+
+def _ensure_schema(connection: Any, schema: str) -> None:
+    """Create the URL's schema if it is missing, and only then: CREATE SCHEMA needs the CREATE privilege
+    on the database even with IF NOT EXISTS (a host's role may own its schema and no more), and two
+    sessions creating it at once collide on pg_namespace's unique index, which IF NOT EXISTS does not
+    cover: the loser finds the schema there."""
+    import pg8000.dbapi
+
+    cursor = connection.cursor()
+    cursor.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,))
+    if cursor.fetchall():
+        return
+    try:
+        cursor.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')  # the name is checked by url.parse
+    except pg8000.dbapi.DatabaseError:
+        cursor.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,))
+        if not cursor.fetchall():
+            raise
 
 
 def socket_fd(raw: Any) -> Optional[int]:
