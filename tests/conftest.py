@@ -483,6 +483,7 @@ class Serve(Server):
 
     def __init__(self, project: Project, env: Optional[dict[str, str]] = None) -> None:
         super().__init__(project.command("-v", "serve", "--port", "0"), project.path, {**cli_env(), **(env or {})})
+        self.project = project
         self.config = project.config
 
 

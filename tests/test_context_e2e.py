@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 
 from conftest import ROOT
 
@@ -18,7 +17,7 @@ def readme_handler() -> str:
 
 
 def attempts(project, uuid):
-    with sqlite3.connect(project.database) as db:
+    with project.connect() as db:
         return db.execute(
             "SELECT attempt.outcome, attempt.error FROM attempt JOIN message ON message.id = attempt.message_id "
             "WHERE message.uuid = ? ORDER BY attempt.id", (uuid,)).fetchall()
@@ -119,14 +118,14 @@ def export(ctx):
     for _ in range(80):
         result = project.run("--time-limit", "2")
         assert result.returncode == 0, result.stderr
-        with sqlite3.connect(project.database) as db:
+        with project.connect() as db:
             state = db.execute("SELECT last_outcome, current FROM job_state WHERE name = 'export'").fetchone()
         if state[0] is not None:
             break
         assert state[1] is not None  # unfinished: the run stays the job's current one
     assert state == ("completed", None)
     assert sorted(int(line) for line in project.ran()) == list(range(200))
-    with sqlite3.connect(project.database) as db:
+    with project.connect() as db:
         runs = db.execute("SELECT status, attempts FROM message WHERE type = 'export'").fetchall()
     assert runs == [("completed", 0)]
     assert project.run("--time-limit", "1.2").returncode == 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -195,7 +194,7 @@ def hang(ctx, payload):
                           text=True, env=cli_env(), check=True).stdout.strip()
     first = project.run("--time-limit", "1.5")
     assert first.returncode == 1
-    with sqlite3.connect(project.database) as db:
+    with project.connect() as db:
         rows = db.execute("SELECT payload, status, attempts, "
                           "(SELECT COUNT(*) FROM attempt a WHERE a.message_id = m.id) "
                           "FROM message m WHERE type = 'fast' ORDER BY id").fetchall()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import time
 import uuid as uuidlib
+from typing import Any
 
 import pytest
 
@@ -18,7 +18,7 @@ DAY = 86400.0
 NOW = time.time()
 
 
-def insert(db: sqlite3.Connection, status: str, age_days: float, kind: str = "message") -> str:
+def insert(db: Any, status: str, age_days: float, kind: str = "message") -> str:
     """A finished message (or job run) with an attempt, a warning and an attachment, `age_days` old."""
     uuid = str(uuidlib.uuid4())
     at = NOW - age_days * DAY
@@ -36,13 +36,13 @@ def insert(db: sqlite3.Connection, status: str, age_days: float, kind: str = "me
     return uuid
 
 
-def remaining(path) -> set[str]:
-    with sqlite3.connect(path) as db:
+def remaining(project) -> set[str]:
+    with project.connect() as db:
         return {row[0] for row in db.execute("SELECT uuid FROM message WHERE type = 'report'")}
 
 
-def orphans(path) -> int:
-    with sqlite3.connect(path) as db:
+def orphans(project) -> int:
+    with project.connect() as db:
         return sum(db.execute(sql).fetchone()[0] for sql in (
             "SELECT COUNT(*) FROM attempt WHERE message_id NOT IN (SELECT id FROM message)",
             "SELECT COUNT(*) FROM warning WHERE message_id NOT IN (SELECT id FROM message)",
@@ -54,9 +54,9 @@ def orphans(path) -> int:
 @pytest.fixture
 def store(project):
     """The project's database with its schema, and a set of rows of every age and status."""
-    database, _ = connect_store(str(project.database))
+    database, _ = connect_store(project.store)
     database.close()
-    with sqlite3.connect(project.database) as db:
+    with project.connect() as db:
         rows = {
             "old completed": insert(db, "completed", 31),
             "old cancelled": insert(db, "cancelled", 45),
@@ -75,24 +75,24 @@ def test_purge_deletes_old_finished_runs_with_their_history_and_attachments(proj
     assert result.returncode == 0, result.stderr
     assert result.stdout == ("run-cron: deleted 2 finished message(s) and 2 job run(s) older than 30 days\n")
     kept = {"old failed", "old new", "recent completed", "recent job run"}
-    assert remaining(project.database) == {store[name] for name in kept}
-    assert orphans(project.database) == 0
+    assert remaining(project) == {store[name] for name in kept}
+    assert orphans(project) == 0
 
 
 def test_failed_messages_stay_until_purge_failed(project, store):
     project.run("purge")
-    assert store["old failed"] in remaining(project.database)
+    assert store["old failed"] in remaining(project)
     result = project.run("purge", "--failed")
     assert result.returncode == 0
     assert result.stdout.endswith(", and 1 failed message(s)\n")
-    assert store["old failed"] not in remaining(project.database)
-    assert orphans(project.database) == 0
+    assert store["old failed"] not in remaining(project)
+    assert orphans(project) == 0
 
 
 def test_retention_days_comes_from_the_configuration(project, store):
     project.write_config(retention_days="1")
     project.run("purge")
-    assert remaining(project.database) == {store["old failed"], store["old new"]}
+    assert remaining(project) == {store["old failed"], store["old new"]}
 
 
 def test_builtin_prune_job_is_listed_runs_daily_after_the_users_daily_jobs_and_prunes(project, store):
@@ -113,15 +113,15 @@ def report(ctx, payload): pass
     history = json.loads(project.run("history", "--json").stdout)
     ran = [entry["name"] for entry in reversed(history) if entry["kind"] == "job" and entry["outcome"]]
     assert ran[-3:] == ["first", NAME, "later"]
-    assert store["old completed"] not in remaining(project.database)
-    assert store["old failed"] in remaining(project.database)
+    assert store["old completed"] not in remaining(project)
+    assert store["old failed"] in remaining(project)
 
 
 def test_prune_goes_in_bounded_batches_and_stops_when_asked(project, store):
-    with sqlite3.connect(project.database) as db:
+    with project.connect() as db:
         for _ in range(5):
             insert(db, "completed", 40)
-    connection = connect(str(project.database))
+    connection = connect(project.store)
     try:
         first = prune(connection, NOW, 30, batch=2, should_stop=lambda: True)
         assert (first.messages, first.done) == (2, False)
@@ -129,7 +129,7 @@ def test_prune_goes_in_bounded_batches_and_stops_when_asked(project, store):
         assert (rest.messages, rest.job_runs, rest.done) == (5, 2, True)  # 7 old messages in all
     finally:
         connection.close()
-    assert orphans(project.database) == 0
+    assert orphans(project) == 0
 
 
 class FakeContext:
@@ -140,12 +140,12 @@ class FakeContext:
 
 
 def test_prune_job_gives_way_and_continues_in_the_next_tick(project, store):
-    with sqlite3.connect(project.database) as db:
+    with project.connect() as db:
         for _ in range(450):
             insert(db, "completed", 40)
-    job = PruneJob(str(project.database), 10.0, 30, max_seconds=0)
+    job = PruneJob(project.store, 10.0, 30, max_seconds=0)
     with pytest.raises(Retry, match="more to prune"):
         job(FakeContext())
-    assert 4 < len(remaining(project.database)) < 450 + 8  # some went, and it stopped when told
-    PruneJob(str(project.database), 10.0, 30)(FakeContext())
-    assert len(remaining(project.database)) == 4
+    assert 4 < len(remaining(project)) < 450 + 8  # some went, and it stopped when told
+    PruneJob(project.store, 10.0, 30)(FakeContext())
+    assert len(remaining(project)) == 4

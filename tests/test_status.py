@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 
 from cronjobs.reports.status import CRITICAL, OK, WARNING, Facts, JobFacts, evaluate
@@ -28,9 +27,9 @@ def status(project, *args: str):
 
 def set_meta(project, **values: float) -> None:
     """Age the last tick: rewrite the tick facts the real tick stored, with these values."""
-    facts = read_tick(str(project.database))
+    facts = read_tick(project.store)
     facts.update({f"tick.{key}": str(value) for key, value in values.items()})
-    record_tick(str(project.database), facts)
+    record_tick(project.store, facts)
 
 
 def test_no_tick_ever_is_critical(project):
@@ -116,7 +115,7 @@ def test_a_running_tick_is_reported(project):
 def test_overdue_job_is_a_warning(project):
     project.write_jobs(JOBS)
     project.run()
-    with sqlite3.connect(project.database) as db:
+    with project.connect() as db:
         db.execute("UPDATE job_state SET next_due = ? WHERE name = 'nightly'", (time.time() - 3600,))
     code, result = status(project, "--json")
     assert code == 1

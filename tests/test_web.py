@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -142,7 +141,7 @@ def test_health_reports_age_counts_and_failing_jobs_without_payloads(serve):
     assert report["queue"] == {"new": 1, "pending": 0, "completed": 0, "failed": 1, "cancelled": 0}
     assert report["failing_jobs"] == []
     assert "payload-text" not in answer.text and "script" not in answer.text
-    with sqlite3.connect(server.path / "db.sqlite3") as connection:
+    with server.project.connect() as connection:
         connection.execute("UPDATE job_state SET last_outcome = 'failed' WHERE name = 'every_minute'")
     assert fetch(server.url("/health")).json["failing_jobs"] == ["every_minute"]
     time.sleep(2.2)
