@@ -79,6 +79,13 @@ def test_purge_deletes_old_finished_runs_with_their_history_and_attachments(proj
     assert orphans(project) == 0
 
 
+def test_purge_before_the_first_tick_deletes_nothing(project):
+    for args in (("purge",), ("purge", "--failed")):
+        result = project.run(*args)
+        assert (result.returncode, result.stderr) == (0, "")
+        assert result.stdout.startswith("run-cron: deleted 0 finished message(s) and 0 job run(s) older than 30 days")
+
+
 def test_failed_messages_stay_until_purge_failed(project, store):
     project.run("purge")
     assert store["old failed"] in remaining(project)

@@ -15,7 +15,7 @@ import time
 from typing import Any, Callable, Optional
 
 from ..errors import Retry, StoreError
-from .idle import open_fast
+from .idle import no_schema, open_fast
 
 NAME = "run-cron.prune"
 BATCH = 200
@@ -153,4 +153,6 @@ def run_now(config: Any, failed: bool = False, now: Optional[float] = None) -> t
         finally:
             connection.close()
     except sqlite3.Error as exc:
+        if no_schema(exc):  # a server store before its first tick: there, not an absent file, but as empty
+            return Pruned(), 0
         raise StoreError(config.database, exc) from exc
