@@ -35,12 +35,14 @@ def compute_progress(done: float, total: Optional[float] = None) -> float:
 
 @dataclass(frozen=True)
 class JobInfo:
-    """Who is running: `ctx.job.uuid`, `.type` (message type or job name), `.attempt`, `.kind`."""
+    """Who is running: `ctx.job.uuid`, `.type` (message type or job name), `.attempt`, `.kind`, and
+    `.max_attempts` (an exception in attempt `max_attempts` fails the message for good)."""
 
     uuid: str
     type: str
     attempt: int
     kind: str
+    max_attempts: int = 1
 
 
 def _chunks(data: Union[bytes, bytearray, str, io.IOBase, Any]) -> Iterator[bytes]:
@@ -103,7 +105,8 @@ class Context:
         self._state = {} if run.state_json is None else json.loads(run.state_json)
         self._last_progress_write = 0.0
         self.resume_requested = False  # read by the worker: the run continues next tick
-        self.job = JobInfo(uuid=run.uuid, type=run.type, attempt=run.attempt, kind=run.kind)
+        self.job = JobInfo(uuid=run.uuid, type=run.type, attempt=run.attempt, kind=run.kind,
+                           max_attempts=run.max_attempts)
 
     @property
     def log(self) -> logging.Logger:

@@ -46,8 +46,9 @@ FILES = {
         USE_TZ = True
         TIME_ZONE = "Europe/Berlin"
         DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
-        TASKS = {"default": {"BACKEND": "cronjobs.contrib.django.RunCronBackend"}}
-        RUN_CRON = {"time_limit": 60}
+        TASKS = {"default": {"BACKEND": "cronjobs.contrib.django.RunCronBackend"},
+                 "retrying": {"BACKEND": "cronjobs.contrib.django.RunCronBackend", "OPTIONS": {"max_attempts": 2}}}
+        RUN_CRON = {"time_limit": 60, "retry_backoff": 0}
     """,
     "proj/bad_settings.py": """
         from .settings import *  # noqa: F403
@@ -98,9 +99,25 @@ FILES = {
             ]
     """,
     "shop/tasks.py": """
+        from pathlib import Path
+
         from django.tasks import task
+        from django.tasks.signals import task_finished, task_started
 
         from .models import Note
+
+        SIGNALS = Path(__file__).resolve().parent.parent / "signals.log"
+
+
+        def record(signal, task_result, **kwargs):
+            errors = task_result.errors
+            with open(SIGNALS, "a") as log:
+                print(signal, task_result.id, task_result.task.name, task_result.status,
+                      errors[-1].exception_class_path if errors else "-", file=log)
+
+
+        task_started.connect(lambda sender, task_result, **kw: record("started", task_result), weak=False)
+        task_finished.connect(lambda sender, task_result, **kw: record("finished", task_result), weak=False)
 
 
         @task
@@ -127,6 +144,13 @@ FILES = {
         @task
         def unserialisable():
             return object()
+
+
+        @task(backend="retrying", takes_context=True)
+        def flaky(context):
+            if context.attempt == 1:
+                raise ConnectionError("the first attempt fails")
+            return context.attempt
     """,
     "shop/cronjobs.py": """
         import cronjobs

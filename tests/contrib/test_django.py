@@ -99,6 +99,26 @@ def test_a_failing_task_is_failed_with_its_exception_class_and_traceback(project
     assert "not JSON" in returned.errors[0].traceback
 
 
+def test_task_finished_is_sent_once_each_result_is_final(project: Path) -> None:
+    from shop import tasks
+
+    def signals(*results: Any) -> list[str]:
+        ids = {result.id: result.task.name for result in results}
+        lines = (project / "signals.log").read_text().splitlines() if (project / "signals.log").exists() else []
+        return [" ".join(part for part in line.split() if part not in ids) for line in lines
+                if line.split()[1] in ids]
+
+    done, failed, flaky = tasks.add.enqueue(1, 1), tasks.boom.enqueue("no"), tasks.flaky.enqueue()
+    ticked = tick(project)  # retry_backoff = 0: flaky's second attempt runs in the same tick
+    assert ticked.returncode == 1, ticked.stderr  # boom failed for good
+    assert signals(done) == ["started add RUNNING -", "finished add SUCCESSFUL -"]
+    assert signals(failed) == ["started boom RUNNING -", "finished boom FAILED builtins.ValueError"]
+    # its first attempt failed with one more to go: not final, no task_finished
+    assert signals(flaky) == ["started flaky RUNNING -", "started flaky RUNNING builtins.ConnectionError",
+                              "finished flaky SUCCESSFUL builtins.ConnectionError"]
+    assert tasks.flaky.get_result(flaky.id).return_value == 2
+
+
 def test_tasks_use_the_orm_and_run_by_priority_and_not_before_run_after(project: Path) -> None:
     from django.tasks import TaskResultStatus
     from django.utils import timezone

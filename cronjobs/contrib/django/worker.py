@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ...errors import PermanentError
+from ...errors import Cancelled, PermanentError
 
 MESSAGE_TYPE = "django.task"
 RETURN_VALUE = "return_value.json"
@@ -32,12 +32,15 @@ def load_task(path: str) -> Any:
 def run_task(ctx: Any, payload: dict[str, Any]) -> None:
     """The handler of MESSAGE_TYPE: call the task, store its return value, keep the ORM's connections fresh.
 
-    Sends Django's `task_started` signal; `task_finished` is not sent, because the outcome (retry or
-    failure, see the backend's `max_attempts`) is decided by the worker after the handler returns.
+    Sends Django's `task_started` signal before each attempt and `task_finished` once the result is
+    final: SUCCESSFUL when the task returned, FAILED when it raised in its last attempt (the backend's
+    `max_attempts`), raised PermanentError or was cancelled. An attempt that will be retried, or a
+    run stopped at the time limit to resume next tick, sends no `task_finished`. Both are sent from the
+    worker when the handler ends, just before run-cron commits the outcome.
     """
     from django.db import close_old_connections
-    from django.tasks import TaskContext, task_backends
-    from django.tasks.signals import task_started
+    from django.tasks import TaskContext, TaskResultStatus, task_backends
+    from django.tasks.signals import task_finished, task_started
     from django.utils.json import normalize_json
 
     task = load_task(payload["task"])
@@ -51,13 +54,49 @@ def run_task(ctx: Any, payload: dict[str, Any]) -> None:
             value = task.call(TaskContext(task_result=result), *args, **kwargs)
         else:
             value = task.call(*args, **kwargs)
+        try:
+            value = normalize_json(value)
+        except (TypeError, ValueError) as exc:
+            raise PermanentError(f"the return value of {payload['task']} is not JSON: {exc}") from None
+    except Exception as exc:  # ResumeLater and the stop signals are BaseExceptions: never final
+        if _final(exc, ctx.job):
+            task_finished.send(sender=type(backend), task_result=_failed(result, exc))
+        raise
     finally:
         close_old_connections()
-    try:
-        value = normalize_json(value)
-    except (TypeError, ValueError) as exc:
-        raise PermanentError(f"the return value of {payload['task']} is not JSON: {exc}") from None
     ctx.attach(RETURN_VALUE, json.dumps(value))
+    task_finished.send(sender=type(backend), task_result=_finished(result, TaskResultStatus.SUCCESSFUL, value))
+
+
+def _final(exc: Exception, job: Any) -> bool:
+    """Does this exception end the task for good (no retry follows)?"""
+    from ...errors import Retry
+
+    if isinstance(exc, Retry):
+        return False
+    return isinstance(exc, (PermanentError, Cancelled)) or job.attempt >= job.max_attempts
+
+
+def _finished(result: Any, status: Any, value: Any = None) -> Any:
+    from django.utils import timezone
+
+    object.__setattr__(result, "status", status)
+    object.__setattr__(result, "finished_at", timezone.now())
+    if value is not None:
+        object.__setattr__(result, "_return_value", value)
+    return result
+
+
+def _failed(result: Any, exc: Exception) -> Any:
+    import traceback
+
+    from django.tasks import TaskResultStatus
+    from django.tasks.base import TaskError
+
+    cls = type(exc)
+    result.errors.append(TaskError(exception_class_path=f"{cls.__module__}.{cls.__qualname__}",
+                                   traceback="".join(traceback.format_exception(exc))))
+    return _finished(result, TaskResultStatus.FAILED)
 
 
 def _running(result: Any, attempt: int) -> Any:
