@@ -9,6 +9,8 @@ import pytest
 
 import cronjobs
 from cronjobs.errors import InvalidState, MessageNotFound
+from cronjobs.messages.family import MAX_DEPTH
+from cronjobs.reports.views import NESTED_SHOWN
 
 JOBS = """
 @cronjobs.handler("import")
@@ -89,3 +91,119 @@ def test_a_child_cut_at_the_time_limit_continues_and_the_parent_follows(project)
     assert view["status"] == "completed" and project.ran() == ["rows done"]
     child = show(project, view["children"][0]["uuid"])
     assert child["status"] == "completed" and child["attempts_used"] == 0  # continuations use no attempt
+
+
+TREE = """
+@cronjobs.handler("tree")
+def tree(ctx, payload):
+    ctx.enqueue_child("tree.branch", {})
+    ctx.enqueue_child("tree.leaf", {"fail": True}, on_child_failure="ignore")
+
+@cronjobs.handler("tree.branch")
+def branch(ctx, payload):
+    ctx.enqueue_child("tree.leaf", {}, delay=3600)
+
+@cronjobs.handler("tree.leaf")
+def leaf(ctx, payload):
+    if payload.get("fail"):
+        raise cronjobs.PermanentError("bad row")
+"""
+
+
+def test_show_prints_grandchildren_and_progress_counts_them(project):
+    project.write_jobs(TREE)
+    parent = project.run("enqueue", "tree").stdout.strip()
+    assert project.run().returncode == 1  # the ignored child failed
+    view = show(project, parent)
+    branch, failed = view["children"]
+    (grandchild,) = branch["children"]
+    with project.connect() as db:  # the grandchild's handler checkpointed 40 %
+        db.execute("UPDATE message SET progress = 40 WHERE uuid = ?", (grandchild["uuid"],))
+    view = show(project, parent)
+    branch, failed = view["children"]
+    assert view["status"] == "new" and view["waiting_for_children"] is True
+    assert (branch["type"], branch["status"], branch["waiting_for_children"], branch["children_total"]) == (
+        "tree.branch", "new", True, 1)
+    assert branch["progress"] == 70.0  # (its own 100, returned, + 40) / 2
+    assert view["progress"] == 90.0  # (100 + 70 + 100 for the failed child, which has finished) / 3
+    assert failed["children"] == [] and failed["children_total"] == 0 and failed["status"] == "failed"
+    assert show(project, grandchild["uuid"])["parent"] == branch["uuid"]
+    assert show(project, branch["uuid"])["progress"] == 70.0
+    text = project.run("show", parent).stdout
+    assert text.split("children:\n", 1)[1].splitlines() == [
+        f"  {branch['uuid']} tree.branch new, waiting for its children 70%",
+        f"    {grandchild['uuid']} tree.leaf new 40%",
+        f"  {failed['uuid']} tree.leaf failed 0% (PermanentError: bad row)",
+    ]
+    assert "progress:    90.0" in text
+
+
+def test_show_bounds_a_deep_tree(project):
+    project.write_jobs(TREE)
+    with cronjobs.connect(database=project.store) as queue:
+        top = queue.enqueue("tree", {})
+        chain = [top]
+        for _ in range(MAX_DEPTH + 3):
+            chain.append(queue.enqueue("tree.leaf", {}, parent=chain[-1]))
+        many = [queue.enqueue("tree.leaf", {}, parent=chain[2]) for _ in range(NESTED_SHOWN + 5)]
+    lines = project.run("show", top).stdout.split("children:\n", 1)[1].splitlines()
+    # each generation two spaces further in, as deep as MAX_DEPTH; a message's own children all listed,
+    # deeper ones NESTED_SHOWN each
+    assert [line.split()[0] for line in lines if not line.lstrip().startswith("...")] == (
+        chain[1:MAX_DEPTH + 1] + many[:NESTED_SHOWN - 1])
+    deepest = 2 * MAX_DEPTH
+    assert lines[MAX_DEPTH - 1].startswith(" " * deepest + chain[MAX_DEPTH] + " tree.leaf new 0%")
+    assert lines[MAX_DEPTH] == " " * (deepest + 2) + f"... 1 more below (run-cron show {chain[MAX_DEPTH]})"
+    assert lines[-1] == f"      ... and {len(many) + 1 - NESTED_SHOWN} more (run-cron show {chain[2]})"
+    assert json.loads(project.run("show", chain[MAX_DEPTH], "--json").stdout)["children"][0]["uuid"] == \
+        chain[MAX_DEPTH + 1]
+
+
+def test_a_three_generation_family_settles_in_one_tick(project):
+    project.write_jobs(TREE.replace(", delay=3600", ""))
+    parent = project.run("enqueue", "tree").stdout.strip()
+    assert project.run().returncode == 1  # the ignored child failed
+    view = show(project, parent)
+    assert (view["status"], view["progress"]) == ("completed", 100)  # not a tick per generation
+    assert view["children"][0]["status"] == "completed"
+    assert view["children"][0]["children"][0]["status"] == "completed"
+
+
+def test_a_settled_family_without_any_batch_or_chain_is_no_flow_to_move(queue):
+    from cronjobs.messages import flows
+    from cronjobs.messages.family import hold_parents
+
+    parent = queue.enqueue("import", {})
+    child = queue.enqueue("import.part", {}, parent=parent)
+    queue.db.execute("UPDATE message SET status = 'completed' WHERE uuid IN (?, ?)", (parent, child))
+    hold_parents(queue.db, [parent])  # its handler returned after its only child had finished
+    assert flows.advance(queue.db) == []  # no flow table: nothing to move, not "no such table: flow"
+    assert queue.get(parent).waiting_for_children is True
+
+
+def test_a_family_reads_the_same_on_every_engine(any_db):
+    from cronjobs.messages.family import ancestors, family_progress, hold_parents
+    from cronjobs.messages.queue import Queue
+    from cronjobs.web.tree import arrange
+
+    queue = Queue(any_db)
+    parent = queue.enqueue("tree", {})
+    branch = queue.enqueue("tree.branch", {}, parent=parent)
+    failed = queue.enqueue("tree.leaf", {}, parent=parent, on_child_failure="ignore")
+    leaf = queue.enqueue("tree.leaf", {}, parent=branch)
+    db = queue.db
+    db.execute("UPDATE message SET status = 'completed' WHERE uuid IN (?, ?)", (parent, branch))
+    hold_parents(db, [parent, branch])  # both handlers returned: they wait for their children
+    db.execute("UPDATE message SET status = 'failed', error = 'bad row' WHERE uuid = ?", (failed,))
+    db.execute("UPDATE message SET status = 'pending', progress = 40 WHERE uuid = ?", (leaf,))
+    view = queue.get(parent)
+    assert view.progress == 90.0 and [kid["uuid"] for kid in view.children] == [branch, failed]
+    assert view.children[0]["children"][0]["uuid"] == leaf and view.children[0]["progress"] == 70.0
+    assert ancestors(db, [leaf, parent]) == {leaf: [branch, parent], parent: []}
+    assert family_progress(db, [leaf]) == {branch: 70.0, parent: 90.0}
+    roots = queue.jobs(roots_only=True)
+    assert [v.uuid for v in roots] == [parent]
+    layout = arrange(db, queue.jobs(), filtered=True)
+    assert [v.uuid for v in layout.rows] == [parent]
+    assert [kid.uuid for kid in layout.shown[parent]] == [branch, failed] and layout.progress[parent] == 90.0
+    assert [kid.uuid for kid in layout.shown[branch]] == [leaf]

@@ -49,6 +49,29 @@ def slow(ctx, payload):
     ctx.checkpoint(offset=2, done=75, total=100)
     while not os.path.exists(os.path.join(HERE, "finish")):
         time.sleep(0.02)
+
+
+@cronjobs.handler("tree")
+def tree(ctx, payload):
+    ctx.enqueue_child("tree.branch", {})
+    ctx.enqueue_child("tree.leaf", {"fail": True}, on_child_failure="ignore")
+
+
+@cronjobs.handler("tree.branch")
+def branch(ctx, payload):
+    ctx.enqueue_child("tree.leaf", {"slow": True})
+
+
+@cronjobs.handler("tree.leaf")
+def leaf(ctx, payload):
+    if payload.get("fail"):
+        raise cronjobs.PermanentError("bad row")
+    ctx.checkpoint(offset=1, done=40, total=100)
+    while not os.path.exists(os.path.join(HERE, "leaf-go")):
+        time.sleep(0.02)
+    ctx.checkpoint(offset=2, done=80, total=100)
+    while not os.path.exists(os.path.join(HERE, "leaf-finish")):
+        time.sleep(0.02)
 """
 
 
@@ -196,6 +219,83 @@ def _phone_layout(browser: Browser) -> None:
                             ".filter(td => getComputedStyle(td).display !== 'none')"
                             ".map(td => getComputedStyle(td, '::before').content)")
     assert '"Progress"' in labels and '"Created"' in labels
+
+
+def test_a_family_nests_under_its_parent_on_desktop_and_phone(browser, site):
+    project, server = site
+    project.run()  # the daily job's first run, so the tick below runs the family only
+    parent = enqueue(project.config, "tree", {})
+    tick = project.start("--time-limit", "60")
+    try:
+        with cronjobs.connect(str(project.config)) as queue:
+            project.wait_for(lambda: len(queue.get(parent).children) == 2
+                             and queue.get(parent).children[0]["children"], timeout=30)
+            (branch, failed), grandchild = queue.get(parent).children, queue.get(parent).children[0]["children"][0]
+        browser.width(1400)
+        browser.get(f"{server.base}/?token={TOKEN}")
+        leaf = f'tr.family[data-parent="{parent}"] li[data-uuid="{branch["uuid"]}"] li[data-uuid="{grandchild["uuid"]}"]'
+        browser.wait_for(lambda: "40%" in browser.text(leaf), what="the grandchild at 40%, nested twice")
+        # one row per family: the children are items of the parent's family, not rows of their own
+        assert [row.attribute("data-uuid") for row in browser.find_all("table.messages tr.message")] == [parent]
+        assert browser.find_all(f'tr.family[data-parent="{parent}"] li[data-uuid="{failed["uuid"]}"]')
+        top = browser.text(f'tr[data-uuid="{parent}"]')
+        assert "waiting for children" in top and "90%" in top  # (100 + (100 + 40) / 2 + 100) / 3
+        assert "when its children have finished" in top
+        family = browser.text(f'tr.family[data-parent="{parent}"] details')
+        assert family.startswith("2 children: 1 new, 1 failed")
+        assert "tree.branch waiting for children" in family and "70%" in family
+        assert "PermanentError: bad row" in family and "(its failure is ignored)" in family
+        depths = browser.script(
+            "return Array.from(document.querySelectorAll('li.child')).map(li => [li.dataset.uuid, "
+            "Math.round(li.querySelector('.name').getBoundingClientRect().left)])")
+        left = dict(depths)
+        assert left[grandchild["uuid"]] > left[branch["uuid"]] == left[failed["uuid"]] > browser.script(
+            f"return document.querySelector('tr[data-uuid=\"{parent}\"] td span').getBoundingClientRect().left")
+        browser.screenshot(ARTIFACTS / "status-page-tree-desktop-1400.png")
+
+        browser.script("window.stillTheSamePage = true")
+        (project.path / "leaf-go").touch()  # the grandchild moves on to 80%: every bar above it follows
+        browser.wait_for(lambda: "80%" in browser.text(leaf), what="the grandchild at 80% without a reload")
+        browser.wait_for(lambda: "97%" in browser.text(f'tr[data-uuid="{parent}"]'), what="the parent at 97%")
+        assert "90%" in browser.text(f'li[data-uuid="{branch["uuid"]}"] .line')  # (100 + 80) / 2
+        assert browser.script("return window.stillTheSamePage === true")
+
+        browser.width(390, mobile=True)
+        browser.get(f"{server.base}/")
+        browser.wait_for(lambda: "80%" in browser.text(leaf), what="the tree on a phone")
+        _phone_layout(browser)
+        cards = browser.script(
+            f"return ['tr[data-uuid=\"{parent}\"]', 'tr.family[data-parent=\"{parent}\"]']"
+            ".map(css => document.querySelector(css).getBoundingClientRect()).map(r => [r.top, r.bottom])")
+        assert abs(cards[0][1] - cards[1][0]) < 2  # the family hangs from its parent's card
+        browser.screenshot(ARTIFACTS / "status-page-tree-phone-390.png")
+        browser.width(1400)
+        browser.get(f"{server.base}/")
+        browser.wait_for(lambda: browser.find_all(leaf), what="the page again")
+        (project.path / "leaf-finish").touch()
+        browser.wait_for(lambda: "completed" in browser.text(f'tr[data-uuid="{parent}"]'),
+                         what="the page reloading itself when the family has finished")
+        assert "2 children: 1 completed, 1 failed" in browser.text(f'tr.family[data-parent="{parent}"]')
+    finally:
+        for name in ("leaf-go", "leaf-finish"):
+            (project.path / name).touch()
+        tick.wait(60)
+    errors = tick.stderr.read()
+    assert tick.returncode == 1 and "Traceback" not in errors, errors  # 1: the ignored child failed
+
+    # a large family is closed until clicked, without any script
+    many = enqueue(project.config, "tree", {}, delay=3600)
+    for n in range(8):
+        enqueue(project.config, "tree.leaf", {"n": n}, parent=many, delay=3600)
+    browser.get(f"{server.base}/?status=new")
+    details = browser.find(f'tr.family[data-parent="{many}"] details')
+    assert details.attribute("open") is None and browser.find(f'tr.family[data-parent="{many}"] summary').text == (
+        "8 children: 8 new")
+    first = f'tr.family[data-parent="{many}"] li'
+    assert browser.script("return document.querySelector(arguments[0]).checkVisibility()", first) is False
+    browser.find(f'tr.family[data-parent="{many}"] summary').click()
+    assert browser.script("return document.querySelector(arguments[0]).checkVisibility()", first) is True
+    browser.screenshot(ARTIFACTS / "status-page-tree-opened-desktop-1400.png")
 
 
 def test_chromium_missing_is_one_clear_skip_line(monkeypatch):

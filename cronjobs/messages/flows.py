@@ -135,6 +135,10 @@ def advance(db: sqlite3.Connection, now: Optional[float] = None) -> list[tuple[s
     next step, or close it. Returns (flow uuid, what happened) for each."""
     if not waiting_flows(db):
         return []
+    from .family import table_exists
+
+    if not table_exists(db, "flow"):  # waiting_flows answers for parents waiting for children too
+        return []
     from .insert import insert_message
 
     now = time.time() if now is None else now

@@ -248,15 +248,14 @@ class Queue:
         if row is None:
             raise MessageNotFound(uuid)
         view = self._labelled([self._view(row, details=True)], [row[0]])[0]
-        from .family import WAITING, children, parent_of
+        from .family import WAITING, families, parent_of, progress_of
 
-        view.children = children(self.db, uuid)
         view.parent = parent_of(self.db, uuid)
         view.waiting_for_children = view.status == NEW and view.run_at == WAITING
-        if view.children:  # progress aggregates the parent's own and its children's
-            own = 100.0 if view.waiting_for_children else view.progress
-            view.progress = (own + sum(kid["progress"] if kid["status"] in (NEW, PENDING) else 100.0
-                                       for kid in view.children)) / (1 + len(view.children))
+        family = families(self.db, [uuid], all_children=True).get(uuid)
+        if family is not None:  # progress aggregates the parent's own and its descendants'
+            view.children = _child_dicts(family)
+            view.progress = progress_of(view.progress, view.waiting_for_children, family)
         return view
 
     def _labelled(self, views: list[MessageView], ids: list[int]) -> list[MessageView]:
@@ -277,16 +276,21 @@ class Queue:
         limit: Optional[int] = None,
         details: bool = True,
         tag: Optional[str] = None,
+        roots_only: bool = False,
     ) -> list[MessageView]:
         """Messages, newest first, filtered by owner, status, type, kind ("message" or "job") and tag.
 
         With `owner`, other owners' public messages are listed too (Contao's public jobs).
+        `roots_only`: leave out children (`enqueue(..., parent=...)`): each family once, by its top.
         """
+        from .family import exists as has_families
         from .labels import where as label_where
 
         if status is not None and status not in STATUSES:
             raise ValueError(f"unknown status {status!r} (expected one of {', '.join(STATUSES)})")
         where, params = label_where(self.db, owner, tag)
+        if roots_only and has_families(self.db):
+            where.append("NOT EXISTS (SELECT 1 FROM message_child WHERE message_child.child_uuid = message.uuid)")
         for column, value in (("status", status), ("type", type), ("kind", kind)):
             if value is not None:
                 where.append(f"{column} = ?")
@@ -403,6 +407,19 @@ class Queue:
             "SELECT data FROM attachment_chunk WHERE attachment_id = ? ORDER BY seq", (row[0],)
         )
         return (bytes(data) for (data,) in cursor)
+
+
+def _child_dicts(family: Any) -> list[dict[str, Any]]:
+    """`children` of `show --json`: each child's own children nested, as far as `family` was read;
+    `children_total` counts them all."""
+    return [
+        {"uuid": kid.uuid, "type": kid.type, "status": kid.status, "progress": round(kid.aggregate, 1),
+         "error": kid.error, "on_child_failure": kid.on_child_failure,
+         "waiting_for_children": kid.waiting,
+         "children_total": kid.family.total if kid.family else 0,
+         "children": _child_dicts(kid.family) if kid.family else []}
+        for kid in family.children
+    ]
 
 
 def connect(config: Optional[str] = None, *, database: Optional[str] = None) -> Queue:

@@ -161,6 +161,27 @@ def describe_message(view: MessageView, tz: Any) -> str:
         lines.append(f"parent:      {view.parent}")
     if view.children:
         lines.append("children:")
-        lines += [f"  {kid['uuid']} {kid['type']} {kid['status']} {kid['progress']:.0f}%"
-                  + (f" ({kid['error']})" if kid["error"] else "") for kid in view.children]
+        lines += _tree_lines(view.children, view.uuid, 1)
     return "\n".join(lines)
+
+
+#: Grandchildren and deeper listed per message by `show` (its own children are all listed).
+NESTED_SHOWN = 20
+
+
+def _tree_lines(kids: list[dict[str, Any]], parent: str, depth: int) -> list[str]:
+    """A message's children, each followed by its own, indented two spaces a generation."""
+    indent = "  " * depth
+    listed = kids if depth == 1 else kids[:NESTED_SHOWN]
+    lines = []
+    for kid in listed:
+        status = "new, waiting for its children" if kid.get("waiting_for_children") else kid["status"]
+        lines.append(f"{indent}{kid['uuid']} {kid['type']} {status} {kid['progress']:.0f}%"
+                     + (f" ({kid['error']})" if kid["error"] else ""))
+        lines += _tree_lines(kid.get("children") or [], kid["uuid"], depth + 1)
+        unread = kid.get("children_total", 0) - len(kid.get("children") or [])
+        if unread > 0:
+            lines.append(f"{indent}  ... {unread} more below (run-cron show {kid['uuid']})")
+    if len(kids) > len(listed):
+        lines.append(f"{indent}... and {len(kids) - len(listed)} more (run-cron show {parent})")
+    return lines

@@ -28,6 +28,18 @@ button.danger{border-color:#b55;color:#922}
 .filters{display:flex;flex-wrap:wrap;gap:.4em 1em;align-items:end;margin:.3em 0 .6em}
 .filters label{display:flex;flex-direction:column;font-size:.85em;color:#555}
 .filters select{font:inherit;min-width:9em;padding:.15em}
+tr.parent td{border-bottom:0}
+td.tree{padding:0 .5em .5em 1.6em}
+details.children>summary{color:#555;font-size:.9em;padding:.1em 0;width:max-content;max-width:100%}
+ul.tree{list-style:none;margin:0 0 0 .45em;padding-left:1.1em}
+ul.tree li{position:relative;padding:.2em 0}
+ul.tree li::before,ul.tree li::after{content:"";position:absolute;left:-1.1em;border:0 solid #cdd5e0}
+ul.tree li::before{top:0;height:1em;width:.8em;border-width:0 0 2px 2px}
+ul.tree li::after{top:1em;bottom:0;border-left-width:2px}ul.tree li:last-child::after{content:none}
+ul.tree .line{display:flex;flex-wrap:wrap;align-items:center;gap:.15em .9em}
+ul.tree .what{min-width:16em}ul.tree .name{font-weight:600}ul.tree .bar{min-width:10.5em}
+ul.tree li.more{color:#666;font-size:.9em}ul.tree li.more::before{border-bottom-style:dotted}
+ul.tree .act{margin-left:auto}
 @media (max-width:720px){
   body{padding:.4em}
   table,thead,tbody,tr,td{display:block;width:100%;border:0;background:none}
@@ -40,6 +52,14 @@ button.danger{border-color:#b55;color:#922}
   td.empty{display:none}
   progress{width:100%}
   .filters select{min-width:0;width:100%}.filters label{flex:1 1 40%}
+  tr.parent{border-bottom:0;border-radius:6px 6px 0 0;margin-bottom:0}
+  tr.family{border-top:1px dashed #ddd;border-radius:0 0 6px 6px;margin-top:0;padding-top:.2em}
+  td.tree{display:block;padding:0}td.tree::before{content:none}
+  ul.tree{margin-left:.2em;padding-left:.8em}ul.tree li::before,ul.tree li::after{left:-.8em}
+  ul.tree li::before{width:.6em}
+  ul.tree .what{min-width:0;flex:1 1 100%;display:flex;justify-content:space-between}
+  ul.tree .bar{min-width:0;flex:1 1 100%}ul.tree .bar>span{display:flex;align-items:center;gap:.5em}
+  ul.tree .act{margin-left:0}
 }
 """
 
@@ -80,7 +100,8 @@ JS = r"""
   // A reload would close what the user opened or is choosing: wait until they are done.
   function reading() {
     var active = document.activeElement;
-    return document.querySelector("details[open]") !== null ||
+    // a family the page itself opened does not count, only what the user opened
+    return document.querySelector("details[open]:not([data-auto-open])") !== null ||
       (active !== null && (active.tagName === "SELECT" || active.tagName === "INPUT"));
   }
   function look() {

@@ -28,7 +28,14 @@ from ..runtime.runs import STATUSES
 from .actions import FILTERS, csrf_token
 from .assets import CSS
 from .http import Response, error_response
+from .markup import badge as _badge
+from .markup import button as _button
+from .markup import escape as _e
+from .markup import message_button, progress_bar
+from .markup import time_tag as _time
+from .markup import url as _url
 from .store import live_state
+from .tree import Layout, arrange, family_row, waiting
 
 PAGE_HEADERS = [
     ("Content-Security-Policy",
@@ -40,8 +47,6 @@ PAGE_HEADERS = [
 SHOWN = (("pending", None), ("new", 200), ("failed", 50), ("completed", 20), ("cancelled", 10))
 FILTERED_SHOWN = 200
 PAYLOAD_SHOWN = 2000
-_OUTCOME_CLASS = {"success": "ok", "completed": "ok", "failed": "bad", "timeout": "bad", "crashed": "bad",
-                  "pending": "run", "running": "run", "new": "wait", "cancelled": "wait"}
 #: What the page says after an action (see actions.perform): text, and whether it is a problem.
 NOTICES = {
     "retried": ("Message {subject} will run again at the next tick.", False),
@@ -54,27 +59,6 @@ NOTICES = {
     "cli_only": ("{subject} runs from the command line only.", True),
     "bad_request": ("That action was not understood: nothing changed.", True),
 }
-
-
-def _e(value: Any) -> str:
-    """Escape anything for HTML text and attribute values; None shows as a dash."""
-    return "&ndash;" if value is None or value == "" else html.escape(str(value), quote=True)
-
-
-def _time(iso: Optional[str]) -> str:
-    """A time in the configured zone; /page.js shows it in the browser's zone."""
-    if not iso:
-        return _e(None)
-    return f'<time datetime="{_e(iso)}">{_e(iso.replace("T", " "))}</time>'
-
-
-def _badge(text: Optional[str]) -> str:
-    return f'<span class="badge {_OUTCOME_CLASS.get(text or "", "")}">{_e(text or "never")}</span>'
-
-
-def _url(*parts: str) -> str:
-    return "/".join(quote(part.encode("latin-1", "replace") if i == 0 else part, safe="/" if i == 0 else "")
-                    for i, part in enumerate(parts))
 
 
 def filters_from(query: dict[str, list[str]]) -> dict[str, str]:
@@ -92,7 +76,8 @@ def collect(config: Config, registry: Registry, guard: AbstractContextManager,
     from ..store import connect_store
 
     filters = filters or {}
-    data: dict[str, Any] = {"messages": [], "counts": {}, "meta": {}, "runs": {}, "types": [], "owners": []}
+    data: dict[str, Any] = {"messages": [], "counts": {}, "meta": {}, "runs": {}, "types": [], "owners": [],
+                            "layout": Layout()}
     with guard:
         data["jobs"] = job_rows(config, registry)
         if "://" in config.database or os.path.exists(config.database):
@@ -102,10 +87,11 @@ def collect(config: Config, registry: Registry, guard: AbstractContextManager,
                 if "status" in filters:
                     data["messages"] = queue.jobs(status=filters["status"], type=kind, owner=owner,
                                                   limit=FILTERED_SHOWN, tag=tag)
-                else:
+                else:  # without a filter each family is one row (its top), its messages nested below it
                     for status, limit in SHOWN:
                         data["messages"] += queue.jobs(status=status, type=kind, owner=owner, limit=limit,
-                                                       tag=tag)
+                                                       tag=tag, roots_only=not filters)
+                data["layout"] = arrange(queue.db, data["messages"], filtered=bool(filters))
                 data["counts"] = queue.counts()
                 for row in data["jobs"]:
                     latest = queue.jobs(kind="job", type=row["name"], limit=1)
@@ -164,7 +150,7 @@ def status_page(config: Config, registry: Registry, base: str, guard: AbstractCo
         _jobs_table(data, base, csrf, tz) if data["jobs"] else '<p class="muted">No periodic jobs declared.</p>',
         "<h2>Queued messages</h2>",
         _filter_form(data, filters, base),
-        _messages_table(data["messages"], base, csrf, tz, filters, data.get("waiting")) if data["messages"] else
+        _messages_table(data["layout"], base, csrf, tz, filters, data.get("waiting")) if data["messages"] else
         f'<p class="muted">{"No messages match these filters." if filters else "No messages."}</p>',
         "</body></html>\n",
     ]
@@ -220,16 +206,6 @@ def _tick_line(data: dict[str, Any], tz: Any, local_iso: Any) -> str:
     else:
         tick = "No tick has finished yet."
     return f'<p class="muted">{tick} No tick is running. Queue: {counts}.</p>'
-
-
-def _button(base: str, csrf: Optional[str], action: str, field: str, value: str, label: str, filters: dict[str, str],
-            danger: bool = False) -> str:
-    if csrf is None:  # a read-only page
-        return ""
-    hidden = {"csrf": csrf, "action": action, field: value, **filters}
-    inputs = "".join(f'<input type="hidden" name="{_e(k)}" value="{_e(v)}">' for k, v in hidden.items())
-    return (f'<form class="inline" method="post" action="{_e(_url(base, "action"))}">{inputs}'
-            f'<button type="submit"{" class=danger" if danger else ""}>{_e(label)}</button></form>')
 
 
 def _details(view: Optional[MessageView], base: str, tz: Any, payload: bool = True) -> str:
@@ -296,40 +272,45 @@ def _jobs_table(data: dict[str, Any], base: str, csrf: Optional[str], tz: Any) -
     return f'<table class="jobs"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
 
-def _progress(view: MessageView) -> str:
-    return (f'<span data-progress="{_e(view.uuid)}"><progress max="100" value="{view.progress:.1f}">'
-            f'</progress> <span class="pct">{view.progress:.0f}%</span></span>')
+def _progress(view: MessageView, progress: Optional[float] = None) -> str:
+    return progress_bar(view.uuid, view.progress if progress is None else progress)
 
 
-def _messages_table(views: list[MessageView], base: str, csrf: Optional[str], tz: Any,
-                    filters: dict[str, str], waiting: Optional[dict[str, str]] = None) -> str:
+def _messages_table(layout: Layout, base: str, csrf: Optional[str], tz: Any,
+                    filters: dict[str, str], waiting_for: Optional[dict[str, str]] = None) -> str:
     from ..reports.views import local_iso
 
+    labels = ("Message", "Progress", "Attempts", "Owner", "Created", "Runs at / started", "Finished", "Details", "")
     rows = []
-    for view in views:
-        if view.status in ("failed", "cancelled"):
-            action = _button(base, csrf, "retry", "uuid", view.uuid, "Retry", filters)
-        elif view.status in ("new", "pending"):
-            action = _button(base, csrf, "cancel", "uuid", view.uuid, "Cancel", filters, danger=True)
-        else:
-            action = ""
+    for view in layout.rows:
+        action = message_button(base, csrf, view.uuid, view.status, filters)
+        parent = view.uuid in layout.families
+        held = waiting(view)
         due = view.run_at if view.status == "new" else view.started_at
-        why = (waiting or {}).get(view.type) if view.status == "new" else None
+        why = (waiting_for or {}).get(view.type) if view.status == "new" and not held else None
+        progress = layout.progress.get(view.uuid)
+        child_of = layout.parents.get(view.uuid)
+        status = "waiting for children" if held else view.status
         rows.append(
-            f'<tr class="message" data-uuid="{_e(view.uuid)}" data-status="{_e(view.status)}">'
-            + _cell("Message", f"<span>{_e(view.type)}</span> {_badge(view.status)}", "title")
-            + _cell("Progress", _progress(view) if view.status == "pending" or view.progress else "")
+            f'<tr class="message{" parent" if parent else ""}" data-uuid="{_e(view.uuid)}" '
+            f'data-status="{_e(view.status)}">'
+            + _cell("Message", f"<span>{_e(view.type)}</span> {_badge(status)}", "title")
+            + _cell("Progress", _progress(view, progress) if view.status == "pending" or view.progress or parent
+                    else "")
             + _cell("Attempts", f"{view.attempts}/{view.max_attempts}")
             + _cell("Owner", _e(view.owner)) + _cell("Created", _time(local_iso(view.created_at, tz)), "nowrap")
-            + _cell("Runs at" if view.status == "new" else "Started", _time(local_iso(due, tz))
-                    + (f'<div class="waiting">waiting: {_e(why)}</div>' if why else ""), "nowrap")
+            + _cell("Runs at" if view.status == "new" else "Started",
+                    '<span class="muted">when its children have finished</span>' if held else
+                    _time(local_iso(due, tz)) + (f'<div class="waiting">waiting: {_e(why)}</div>' if why else ""),
+                    "nowrap")
             + _cell("Finished", _time(local_iso(view.finished_at, tz)), "nowrap")
             + _cell("Details", f'<span class="muted">{_e(view.uuid)}</span>'
                     + (f' <span class="muted">key {_e(view.key)}</span>' if view.key else "")
+                    + (f'<div class="muted">child of {_e(child_of[1])} {_e(child_of[0])}</div>' if child_of else "")
                     + _details(view, base, tz))
-            + _cell("Action", action, "nowrap") + "</tr>")
-    head = "".join(f"<th>{label}</th>" for label in ("Message", "Progress", "Attempts", "Owner", "Created",
-                                                      "Runs at / started", "Finished", "Details", ""))
+            + _cell("Action", action, "nowrap") + "</tr>"
+            + family_row(layout, view, len(labels), base, csrf, tz, filters))
+    head = "".join(f"<th>{label}</th>" for label in labels)
     return f'<table class="messages"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
 

@@ -187,6 +187,16 @@ def refresh_after(now: float, running: bool, soonest: Optional[float]) -> Option
     return 10.0 if wait > -OVERDUE else None
 
 
+def _with_families(connection: sqlite3.Connection, running: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The running messages' progress, a parent's as its family's (family.progress_of), and the family
+    progress of each of their ancestors."""
+    from ..messages.family import family_progress
+
+    merged = {item["uuid"]: item["progress"] for item in running}
+    merged.update((uuid, round(progress, 1)) for uuid, progress in family_progress(connection, merged).items())
+    return [{"uuid": uuid, "progress": progress} for uuid, progress in merged.items()]
+
+
 def live_state(config: Config, now: Optional[float] = None) -> dict[str, Any]:
     """What changes while the page is open, read cheaply: whether a tick runs and on which run, progress
     of running messages and jobs, the soonest due time, and `state`, a fingerprint that changes when
@@ -212,6 +222,8 @@ def live_state(config: Config, now: Optional[float] = None) -> dict[str, Any]:
                 report["progress"] = [
                     {"uuid": uuid, "progress": round(progress or 0.0, 1)} for uuid, progress in connection.execute(
                         "SELECT uuid, progress FROM message WHERE status = 'pending' LIMIT 500")]
+                if report["progress"]:  # a parent's bar shows its family's progress, which these move
+                    report["progress"] = _with_families(connection, report["progress"])
                 if current_id is not None:
                     row = connection.execute("SELECT uuid, kind, type, progress, started_at FROM message "
                                              "WHERE id = ?", (current_id,)).fetchone()
