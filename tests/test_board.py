@@ -13,7 +13,7 @@ import pytest
 from conftest import cli_env
 
 from cronjobs.messages.queue import Queue
-from cronjobs.runtime.board import Board, boot_id
+from cronjobs.runtime.board import Board, boot_id, peek_started
 from cronjobs.store import connect_store
 
 needs_boot_id = pytest.mark.skipif(boot_id() is None, reason="no /proc/sys/kernel/random/boot_id on this system")
@@ -51,6 +51,28 @@ def test_board_file_from_another_boot_is_not_trusted(tmp_path):
     board.set_current(9)
     board._memory[8:24] = bytes(16)  # as if written before the last reboot
     assert board.leftover() is None
+
+
+@needs_boot_id
+def test_when_the_tick_began_is_read_without_writing_and_only_from_this_boot(tmp_path):
+    path = str(tmp_path / "lock.board")
+    assert peek_started(path) is None  # no board yet
+    older = Board(path=path)
+    older.reset()
+    older.close()
+    os.truncate(path, os.path.getsize(path) - 8)  # a board of the layout before the start time
+    assert peek_started(path) is None
+    board = Board(path=path)  # grows it back
+    board.reset()
+    assert peek_started(path) is None  # a tick that has not said so: an idle one
+    board.set_started(1780304460.25)
+    assert peek_started(path) == 1780304460.25
+    assert Board(path=path).read().current is None  # the other slots read the same
+    board._memory[8:24] = bytes(16)  # as if written before the last reboot, by a tick killed mid-way
+    assert peek_started(path) is None
+    board.reset()
+    board.set_started(0.0)  # the tick ended
+    assert peek_started(path) is None
 
 
 FAST = """

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
+import time
 from datetime import datetime, timedelta, timezone
 
 from conftest import needs_faketime
@@ -90,3 +92,44 @@ def test_why_a_message_type(project):
     assert f"rate limit 1/h reached: the next may start at {until}" in answer["explanation"]
     result = project.run("why", "nope")
     assert result.returncode == 2 and "no periodic job or message type named 'nope'" in result.stderr
+
+
+def test_why_says_since_when_a_running_tick_holds_the_lock(project):
+    project.write_jobs("""
+    @cronjobs.handler("slow")
+    def slow(ctx, payload):
+        record("slow started")
+        while not os.path.exists(os.path.join(os.path.dirname(LOG), "finish")):
+            time.sleep(0.02)
+
+    @cronjobs.handler("mail.send")
+    def send(ctx, payload): record("mail")
+    """)
+    free = json.loads(project.run("why", "mail.send", "--json").stdout)[0]
+    assert (free["tick_running"], free["lock_held_since"]) == (False, None)
+    project.run("enqueue", "slow")
+    before = time.time()
+    tick = project.start("--time-limit", "60")
+    try:
+        project.wait_for(lambda: "slow started" in project.ran(), timeout=30)
+        project.run("enqueue", "mail.send", "{}")  # runnable now, behind the tick that holds the lock
+        answer = json.loads(project.run("why", "mail.send", "--json").stdout)[0]
+        text = project.run("why", "mail.send").stdout
+        after = time.time()
+    finally:
+        (project.path / "finish").touch()
+        tick.wait(60)
+    assert tick.returncode == 0, tick.stderr.read()
+    assert answer["tick_running"] is True
+    since = datetime.fromisoformat(answer["lock_held_since"])  # the configured zone, as every time of why
+    assert since.utcoffset() in (timedelta(hours=1), timedelta(hours=2))  # Europe/Berlin
+    assert int(before) <= since.timestamp() <= after
+    line = next(line.strip() for line in text.splitlines() if "held the lock" in line)
+    found = re.fullmatch(r"a tick has held the lock since (\d\d:\d\d:\d\d) \((\d+) s\): it or the next one takes it",
+                         line)
+    assert found is not None, text
+    assert found.group(1) == since.strftime("%H:%M:%S")
+    assert 0 <= int(found.group(2)) <= after - since.timestamp() + 1
+    done = json.loads(project.run("why", "mail.send", "--json").stdout)[0]
+    assert (done["tick_running"], done["lock_held_since"]) == (False, None)  # the tick has ended
+    assert "held the lock" not in project.run("why", "mail.send").stdout

@@ -40,17 +40,22 @@ class _Ticks:
         self.trigger = meta.get("tick.trigger")
         self.outcome = meta.get("tick.outcome")
         self.running = SupervisorLock(config.lock_file).held_elsewhere()
+        self.held_since = _held_since(config) if self.running else None
         self.stale = self.finished is None or now - self.finished > config.stale_after
         self.now = now
 
     def facts(self, tz: Any) -> dict[str, Any]:
         return {"last_tick_started": _at(self.started, tz), "last_tick_finished": _at(self.finished, tz),
-                "last_tick_trigger": self.trigger, "last_tick_outcome": self.outcome, "tick_running": self.running}
+                "last_tick_trigger": self.trigger, "last_tick_outcome": self.outcome, "tick_running": self.running,
+                "lock_held_since": _at(self.held_since, tz)}
 
     def why_not_yet(self, due: float, cli_only: bool, tz: Any) -> list[str]:
         """Why something due since `due` has not run: no tick since, only HTTP ticks, budget spent."""
         lines = []
-        if self.running:
+        if self.running and self.held_since is not None:
+            lines.append(f"a tick has held the lock since {_clock(self.held_since, self.now, tz)} "
+                         f"({_ago(self.now - self.held_since)}): it or the next one takes it")
+        elif self.running:
             lines.append("a tick is running now (it holds the lock): it or the next one takes it")
         if self.finished is None:
             lines.append("no tick has ever finished here: is the crontab line installed? (run-cron install)")
@@ -65,6 +70,21 @@ class _Ticks:
             lines.append(f"the last tick (started {_at(self.started, tz)}, {self.outcome}) did not reach it: its "
                          "time budget was spent on the work before it, or it was cut at its time limit")
         return lines
+
+
+def _held_since(config: Any) -> Optional[float]:
+    """When the tick holding this host's lock began: its board says so (the lock and the board are per
+    host, on a server engine too; the tick facts are written only when a tick ends)."""
+    from ..runtime.board import peek_started
+    from ..runtime.tick import board_file
+
+    return peek_started(board_file(config))
+
+
+def _clock(timestamp: float, now: float, tz: Any) -> str:
+    """HH:MM:SS in the configured zone, with the date when it is not today's."""
+    at, today = (datetime.fromtimestamp(t, UTC).astimezone(tz) for t in (timestamp, now))
+    return at.strftime("%H:%M:%S" if at.date() == today.date() else "%Y-%m-%d %H:%M:%S")
 
 
 def _float(text: Optional[str]) -> Optional[float]:

@@ -7,6 +7,8 @@ path, no system call, and still readable after the worker died. When the host ki
 supervisor too, the next tick reads the same file: the kernel's page cache keeps what a killed
 process wrote, so the file is trusted as long as the machine has not rebooted since (its boot id).
 Without a file (tests, the queue API) the mapping is anonymous and lives only as long as the tick.
+It also holds when the tick began: the lock says only that a tick runs, and the tick facts are written
+when one ends, so this is where `why` learns since when the lock is held.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ import uuid
 from typing import Iterable, NamedTuple, Optional
 
 _SLOT = struct.Struct("q")
+_TIME = struct.Struct("d")  # same size as a slot
+#: Runs the board holds of each kind (successes, claims); the tick's board has the default.
+CAPACITY = 256
 _MAGIC = 0x316472616F426A43  # "CjBoard1", little-endian
 _HEADER = 6  # magic, boot id (2 slots), run in flight, uncommitted successes, claimed runs
 _CURRENT, _DONE, _CLAIMED = 3, 4, 5
@@ -41,12 +46,15 @@ def boot_id() -> Optional[bytes]:
 
 
 class Board:
-    """The shared board: a header, `capacity` slots of successes, `capacity` of claims, a stop flag."""
+    """The shared board: a header, `capacity` slots of successes, `capacity` of claims, a stop flag and
+    when the tick began."""
 
-    def __init__(self, capacity: int = 256, path: Optional[str] = None) -> None:
+    def __init__(self, capacity: int = CAPACITY, path: Optional[str] = None) -> None:
         self.capacity = capacity
-        self._stop = _HEADER + 2 * capacity  # last, so a board file of an older layout reads the same
-        size = _SLOT.size * (self._stop + 1)
+        # after the rest, so a board file of an older layout reads the same
+        self._stop = _HEADER + 2 * capacity
+        self._started = self._stop + 1
+        size = _SLOT.size * (self._started + 1)
         if path is None:
             self._memory = mmap.mmap(-1, size)
         else:
@@ -95,6 +103,10 @@ class Board:
     def stop_requested(self) -> bool:
         return self._get(self._stop) != 0
 
+    def set_started(self, at: float) -> None:
+        """When the tick holding the lock began (epoch seconds), for `why`; 0 once it has ended."""
+        _TIME.pack_into(self._memory, _SLOT.size * self._started, at)
+
     def clear_done(self) -> None:
         self._set(_DONE, 0)
 
@@ -140,3 +152,24 @@ def peek_current(path: str) -> Optional[int]:
         return None
     current = _SLOT.unpack_from(header, _SLOT.size * _CURRENT)[0]
     return current if current > 0 else None
+
+
+def peek_started(path: str, capacity: int = CAPACITY) -> Optional[float]:
+    """When the tick working with the board file at `path` began, read without writing; None when no
+    tick has said so since this boot (an idle tick, which never touches the board, holds the lock for
+    milliseconds only)."""
+    offset = _SLOT.size * (_HEADER + 2 * capacity + 1)
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(_SLOT.size * 3)
+            handle.seek(offset)
+            slot = handle.read(_TIME.size)
+    except OSError:
+        return None
+    if len(header) < _SLOT.size * 3 or len(slot) < _TIME.size:
+        return None
+    boot = boot_id()  # a time a tick killed before it could clear it is not trusted after a reboot
+    if boot is not None and (_SLOT.unpack_from(header, 0)[0] != _MAGIC or header[8:24] != boot):
+        return None
+    started = _TIME.unpack(slot)[0]
+    return started if started > 0 else None

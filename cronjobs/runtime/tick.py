@@ -279,11 +279,13 @@ def _supervise(
     board = Board(path=board_file(config))
     abandoned = board.leftover()  # what a tick that died wholesale left behind
     board.reset()
+    board.set_started(result.started_at)  # `why` says since when the lock is held
     try:
         _supervise_worker(config, registry, result, tz, board=board, work=work, on_event=on_event,
                           lock=lock, clock=clock, hard_deadline=hard_deadline, runner=runner,
                           keep_out=session.fileno() if session is not None else None)
     finally:
+        board.set_started(0.0)
         board.close()
 
 
