@@ -233,7 +233,8 @@ def test_a_family_nests_under_its_parent_on_desktop_and_phone(browser, site):
             (branch, failed), grandchild = queue.get(parent).children, queue.get(parent).children[0]["children"][0]
         browser.width(1400)
         browser.get(f"{server.base}/?token={TOKEN}")
-        leaf = f'tr.family[data-parent="{parent}"] li[data-uuid="{branch["uuid"]}"] li[data-uuid="{grandchild["uuid"]}"]'
+        leaf = (f'tr.family[data-parent="{parent}"] li[data-uuid="{branch["uuid"]}"] '
+                f'li[data-uuid="{grandchild["uuid"]}"]')
         browser.wait_for(lambda: "40%" in browser.text(leaf), what="the grandchild at 40%, nested twice")
         # one row per family: the children are items of the parent's family, not rows of their own
         assert [row.attribute("data-uuid") for row in browser.find_all("table.messages tr.message")] == [parent]
@@ -287,7 +288,8 @@ def test_a_family_nests_under_its_parent_on_desktop_and_phone(browser, site):
     many = enqueue(project.config, "tree", {}, delay=3600)
     for n in range(8):
         enqueue(project.config, "tree.leaf", {"n": n}, parent=many, delay=3600)
-    browser.get(f"{server.base}/?status=new")
+    browser.get(f"{server.base}/?status=new")  # the children match too: listed once, in their family
+    assert [row.attribute("data-uuid") for row in browser.find_all("table.messages tr.message")] == [many]
     details = browser.find(f'tr.family[data-parent="{many}"] details')
     assert details.attribute("open") is None and browser.find(f'tr.family[data-parent="{many}"] summary').text == (
         "8 children: 8 new")
