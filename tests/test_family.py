@@ -45,7 +45,7 @@ def test_parent_waits_for_its_children(project, mode, final):
         ["completed"] * 3 if mode == "ok" else ["completed", "failed", "completed"])
     assert show(project, view["children"][0]["uuid"])["parent"] == parent
     if mode == "fail":
-        with cronjobs.connect(database=str(project.database)) as queue:
+        with cronjobs.connect(database=project.store) as queue:
             error = queue.get(parent).error
         assert error == f"child {view['children'][1]['uuid']} (import.part) failed: PermanentError: bad row"
     text = project.run("show", parent).stdout
@@ -55,7 +55,7 @@ def test_parent_waits_for_its_children(project, mode, final):
 
 def test_parent_waiting_shows_aggregate_progress(project, db):
     project.write_jobs(JOBS)
-    with cronjobs.connect(database=str(project.database)) as queue:
+    with cronjobs.connect(database=project.store) as queue:
         parent = queue.enqueue("import", {"mode": "ok"})
         child = queue.enqueue("import.part", {"n": 9, "fail": False}, parent=parent)
         queue.db.execute("UPDATE message SET progress = 50 WHERE uuid = ?", (child,))
