@@ -59,6 +59,7 @@ ul.tree .act{margin-left:auto}
   ul.tree li::before{width:.6em}
   ul.tree .what{min-width:0;flex:1 1 100%;display:flex;justify-content:space-between}
   ul.tree .bar{min-width:0;flex:1 1 100%}ul.tree .bar>span{display:flex;align-items:center;gap:.5em}
+  ul.tree .bar progress{flex:1 1 auto;width:auto;min-width:0}ul.tree .pct{white-space:nowrap}
   ul.tree .act{margin-left:0}
 }
 """
