@@ -10,7 +10,11 @@ import pytest
 import cronjobs
 from cronjobs.errors import InvalidState, MessageNotFound
 from cronjobs.messages.family import MAX_DEPTH
+from cronjobs.registry import Handler
 from cronjobs.reports.views import NESTED_SHOWN
+from cronjobs.runtime.idle import waiting_flows
+from cronjobs.runtime.worker import Worker
+from cronjobs.scheduling.schedule import get_timezone
 
 JOBS = """
 @cronjobs.handler("import")
@@ -26,6 +30,11 @@ def part(ctx, payload):
     if payload["fail"]:
         raise cronjobs.PermanentError("bad row")
 """
+
+
+@pytest.fixture
+def db(any_db):
+    return any_db
 
 
 def show(project, uuid):
@@ -53,20 +62,53 @@ def test_parent_waits_for_its_children(project, mode, final):
     assert "nothing due" in project.run("-v").stderr  # and the ticks are idle again
 
 
-def test_parent_waiting_shows_aggregate_progress(project, db):
-    project.write_jobs(JOBS)
-    with cronjobs.connect(database=project.store) as queue:
-        parent = queue.enqueue("import", {"mode": "ok"})
-        child = queue.enqueue("import.part", {"n": 9, "fail": False}, parent=parent)
-        queue.db.execute("UPDATE message SET progress = 50 WHERE uuid = ?", (child,))
-        assert queue.get(parent).progress == 25.0  # (0 own + 50) / 2
-        with pytest.raises(MessageNotFound):
-            queue.enqueue("import.part", {}, parent="no-such-uuid")
-        queue.cancel(parent)
-        with pytest.raises(InvalidState, match="children can be added while it is new or running"):
-            queue.enqueue("import.part", {}, parent=parent)
-        with pytest.raises(ValueError, match="on_child_failure"):
-            queue.enqueue("import.part", {}, parent=child, on_child_failure="maybe")
+def test_parent_waiting_shows_aggregate_progress(queue):
+    parent = queue.enqueue("import", {"mode": "ok"})
+    child = queue.enqueue("import.part", {"n": 9, "fail": False}, parent=parent)
+    queue.db.execute("UPDATE message SET progress = 50 WHERE uuid = ?", (child,))
+    assert queue.get(parent).progress == 25.0  # (0 own + 50) / 2
+    assert queue.get(child).parent == parent
+    with pytest.raises(MessageNotFound):
+        queue.enqueue("import.part", {}, parent="no-such-uuid")
+    queue.cancel(parent)
+    with pytest.raises(InvalidState, match="children can be added while it is new or running"):
+        queue.enqueue("import.part", {}, parent=parent)
+    with pytest.raises(ValueError, match="on_child_failure"):
+        queue.enqueue("import.part", {}, parent=child, on_child_failure="maybe")
+
+
+def test_a_refused_child_leaves_no_message_behind(queue):
+    parent = queue.enqueue("import", {"mode": "ok"})
+    queue.cancel(parent)
+    # Labels and the parent are written in the child's own transaction: refused, nothing is kept.
+    with pytest.raises(MessageNotFound):
+        queue.enqueue("import.part", {}, parent="no-such-uuid", tags=["import"], public=True)
+    with pytest.raises(InvalidState):
+        queue.enqueue("import.part", {}, parent=parent, tags=["import"])
+    assert [view.uuid for view in queue.jobs()] == [parent]
+    assert queue.jobs(tag="import") == []
+
+
+def test_parents_follow_their_children_in_a_worker(runs, registry, queue):
+    def importer(ctx, payload):
+        for n in range(2):
+            ctx.enqueue_child("import.part", {"fail": payload["mode"] != "ok" and n == 1},
+                              on_child_failure="ignore" if payload["mode"] == "ignore" else "fail")
+
+    def part(ctx, payload):
+        if payload["fail"]:
+            raise cronjobs.PermanentError("bad row")
+
+    registry.add_handler(Handler("import", importer))
+    registry.add_handler(Handler("import.part", part))
+    parents = {mode: queue.enqueue("import", {"mode": mode}) for mode in ("ok", "fail", "ignore")}
+    Worker(runs, registry, get_timezone("Europe/Berlin"), retry_backoff=0, periodic=False).run()
+    assert {mode: queue.get(uuid).status for mode, uuid in parents.items()} == {
+        "ok": "completed", "fail": "failed", "ignore": "completed"}
+    kids = queue.get(parents["fail"]).children
+    assert [kid["status"] for kid in kids] == ["completed", "failed"]
+    assert queue.get(parents["fail"]).error == f"child {kids[1]['uuid']} (import.part) failed: PermanentError: bad row"
+    assert queue.counts()["new"] == 0 and not waiting_flows(runs.db)
 
 
 def test_a_child_cut_at_the_time_limit_continues_and_the_parent_follows(project):

@@ -49,8 +49,19 @@ def table_exists(db: sqlite3.Connection, table: str) -> bool:
     return True
 
 
+def create(db: sqlite3.Connection) -> None:
+    """Create the table if needed. Outside a transaction: DDL commits the open one on MariaDB and MySQL."""
+    for statement in _CREATE:
+        db.execute(statement)
+    try:
+        db.execute(_INDEX)
+    except sqlite3.OperationalError:
+        pass
+
+
 def add_child(db: sqlite3.Connection, parent: str, child: str, on_failure: str) -> None:
-    """Inside the child's insert transaction: tie it to `parent`, which must be new or running."""
+    """Inside the child's insert transaction, after `create`: tie it to `parent`, which must be new or
+    running."""
     from ..errors import InvalidState, MessageNotFound
 
     row = db.execute("SELECT status, run_at FROM message WHERE uuid = ?", (parent,)).fetchone()
@@ -58,12 +69,6 @@ def add_child(db: sqlite3.Connection, parent: str, child: str, on_failure: str) 
         raise MessageNotFound(parent)
     if row[0] not in ("new", "pending"):
         raise InvalidState(f"message {parent} is {row[0]}; children can be added while it is new or running")
-    for statement in _CREATE:
-        db.execute(statement)
-    try:
-        db.execute(_INDEX)
-    except sqlite3.OperationalError:
-        pass
     db.execute("INSERT INTO message_child (child_uuid, parent_uuid, on_failure) VALUES (?, ?, ?)",
                (child, parent, on_failure))
 

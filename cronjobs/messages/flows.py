@@ -89,9 +89,9 @@ def create(db: sqlite3.Connection, kind: str, steps: Iterable[Sequence[Any]], th
     if "key" in options:
         raise ValueError(f"queue.{kind}: key= is per message, not for a whole {kind}")
     uuid = new_uuid()
+    for statement in _CREATE:  # before the transaction: DDL commits the open one on MariaDB and MySQL
+        db.execute(statement)
     with _transaction(db):
-        for statement in _CREATE:
-            db.execute(statement)
         db.execute(
             "INSERT INTO flow (uuid, kind, state, steps, then_type, then_payload, options, created_at) "
             "VALUES (?, ?, 'open', ?, ?, ?, ?, ?)",

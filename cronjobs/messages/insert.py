@@ -82,6 +82,14 @@ def insert_message(
     if key is None and not public and not tag_list and parent is None:
         db.execute(insert, params)
         return uuid
+    if public or tag_list:
+        from .labels import create
+
+        create(db)
+    if parent is not None:
+        from .family import create as create_family
+
+        create_family(db)
     db.execute("BEGIN IMMEDIATE")
     try:
         row = None

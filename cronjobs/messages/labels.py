@@ -41,11 +41,15 @@ def exists(db: sqlite3.Connection) -> bool:
     return table_exists(db, "message_label")
 
 
+def create(db: sqlite3.Connection) -> None:
+    """Create the table if needed. Outside a transaction: DDL commits the open one on MariaDB and MySQL."""
+    db.execute(_CREATE)
+
+
 def label(db: sqlite3.Connection, message_id: int, public: bool, tags: list[str]) -> None:
-    """Store a new message's labels (nothing to store for a private message without tags)."""
+    """Store a new message's labels (nothing to store for a private message without tags); `create` first."""
     if not public and not tags:
         return
-    db.execute(_CREATE)
     db.execute("INSERT INTO message_label (message_id, public, tags) VALUES (?, ?, ?)",
                (message_id, 1 if public else 0, "," + ",".join(tags) + "," if tags else None))
 
