@@ -1,11 +1,23 @@
-"""Catch-up policies as pure functions of (schedule, last slot handled, now, time zone)."""
+"""Catch-up policies as pure functions of (schedule, last slot handled, now, time zone), and a worker's
+ledger of the slots it ran and gave up on each engine."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
+import pytest
+
+from cronjobs.registry import Job
+from cronjobs.reports import history
+from cronjobs.runtime.worker import Worker
+from cronjobs.scheduling import ledger
 from cronjobs.scheduling.catchup import MISSED_AFTER, decide_catch_up, slots
 from cronjobs.scheduling.schedule import next_regular
+
+
+@pytest.fixture
+def db(any_db):
+    return any_db
 
 
 def at(tz, text: str) -> datetime:
@@ -51,3 +63,29 @@ def test_jitter_moves_every_fire_time(tz):
     assert next_regular("hourly", after, tz, jitter=1200) == at(tz, "2026-06-01 10:20")
     assert next_regular("hourly", at(tz, "2026-06-01 10:20"), tz, jitter=1200) == at(tz, "2026-06-01 11:20")
     assert next_regular("0 3 * * *", after, tz, jitter=90) == at(tz, "2026-06-02 03:01:30")
+
+
+def test_policies_and_the_ledger_in_a_worker(db, runs, registry, tz):
+    clock = [0.0]
+
+    def record(name):
+        return lambda ctx: ran.append((name, datetime.fromtimestamp(clock[0], tz).strftime("%H:%M")))
+
+    ran: list[tuple[str, str]] = []
+    registry.add_job(Job("latest", record("latest"), "hourly"))
+    registry.add_job(Job("skipping", record("skipping"), "hourly", catch_up="skip"))
+    registry.add_job(Job("every", record("every"), "hourly", catch_up="all", max_catch_up=3))
+    # 10:00 Berlin, then no tick until 15:30, then a tick a minute, and 16:00.
+    for moment in ("10:00:10", "15:30:10", "15:31:10", "15:32:10", "15:33:10", "16:00:10"):
+        clock[0] = at(tz, f"2026-06-01 {moment}").timestamp()
+        Worker(runs, registry, tz, retry_backoff=0, clock=lambda: clock[0]).run()
+    assert [time for name, time in ran if name == "latest"] == ["10:00", "15:30", "16:00"]
+    assert [time for name, time in ran if name == "skipping"] == ["10:00", "16:00"]
+    assert [time for name, time in ran if name == "every"] == ["10:00", "15:30", "15:31", "15:32", "16:00"]
+    missed = [(entry.name, datetime.fromtimestamp(entry.started_at, tz).strftime("%H:%M"), entry.outcome)
+              for entry in history.read(db.connection()) if entry.uuid is None]
+    assert missed == [("skipping", "15:00", "missed (skipped)"), ("skipping", "14:00", "missed (skipped)"),
+                      ("skipping", "13:00", "missed (skipped)"),
+                      ("every", "12:00", "missed (dropped)"), ("skipping", "12:00", "missed (skipped)"),
+                      ("every", "11:00", "missed (dropped)"), ("skipping", "11:00", "missed (skipped)")]
+    assert ledger.last_handled(db.connection(), "every") == at(tz, "2026-06-01 16:00").timestamp()

@@ -51,7 +51,8 @@ def missed(db: sqlite3.Connection, job: Optional[str] = None, limit: int = 50) -
         sql += " AND job = ?"
         params.append(job)
     try:
-        return list(db.execute(sql + f" ORDER BY slot DESC LIMIT {int(limit)}", params))
+        # By job within a slot: without it, jobs that missed the same slot come in any order (MariaDB).
+        return list(db.execute(sql + f" ORDER BY slot DESC, job LIMIT {int(limit)}", params))
     except sqlite3.OperationalError as exc:
         if _missing(exc):
             return []
