@@ -9,6 +9,15 @@ import pytest
 import cronjobs
 from cronjobs.errors import MessageNotFound
 from cronjobs.messages.flows import advance
+from cronjobs.registry import Handler
+from cronjobs.runtime.idle import waiting_flows
+from cronjobs.runtime.worker import Worker
+from cronjobs.scheduling.schedule import get_timezone
+
+
+@pytest.fixture
+def db(any_db):
+    return any_db
 
 JOBS = """
 @cronjobs.handler("part")
@@ -68,6 +77,24 @@ def test_bad_steps_queue_nothing(queue, steps):
     with pytest.raises((ValueError, cronjobs.InvalidPayload)):
         queue.batch(steps)
     assert queue.jobs() == []
+
+
+def test_batch_and_chain_in_one_worker_run(db, runs, registry, queue):
+    ran = []
+
+    def part(ctx, payload):
+        ran.append(payload["n"])
+        if payload.get("fail"):
+            raise cronjobs.PermanentError("part failed")
+
+    registry.add_handler(Handler("part", part))
+    registry.add_handler(Handler("report", lambda ctx, payload: ran.append(payload["batch"])))
+    batch = queue.batch([("part", {"n": 1}), ("part", {"n": 2, "fail": True})], then=("report", {}))
+    chain = queue.chain([("part", {"n": 10}), ("part", {"n": 11, "fail": True}), ("part", {"n": 12})])
+    Worker(runs, registry, get_timezone("Europe/Berlin"), retry_backoff=0, periodic=False).run()
+    assert ran == [1, 2, 10, {"uuid": batch.uuid, "total": 2, "completed": 1, "failed": 1, "cancelled": 0}, 11]
+    assert (queue.flow(batch.uuid).state, queue.flow(chain.uuid).state) == ("done", "failed")
+    assert not waiting_flows(db.connection()) and queue.counts()["new"] == 0
 
 
 def test_batch_and_chain_through_real_ticks(project):

@@ -8,6 +8,14 @@ import pytest
 from conftest import TOKEN, Server, cli_env, fetch, web_project
 
 from cronjobs.errors import InvalidPayload
+from cronjobs.registry import Handler
+from cronjobs.runtime.worker import Worker
+from cronjobs.scheduling.schedule import get_timezone
+
+
+@pytest.fixture
+def db(any_db):
+    return any_db
 
 
 def test_owner_listing_includes_public_messages(queue):
@@ -50,6 +58,17 @@ def test_deleting_a_message_deletes_its_labels(queue, db):
     connection = db.connection()
     connection.execute("DELETE FROM message WHERE uuid = ?", (uuid,))  # foreign keys are on, as in retention
     assert connection.execute("SELECT COUNT(*) FROM message_label").fetchone()[0] == 0
+
+
+def test_a_handler_labels_what_it_queues(runs, registry, queue):
+    registry.add_handler(Handler("export", lambda ctx, payload: ctx.enqueue(
+        "export.part", {}, tags=["part"], owner="user:7", public=True)))
+    registry.add_handler(Handler("export.part", lambda ctx, payload: None))
+    queue.enqueue("export")
+    Worker(runs, registry, get_timezone("Europe/Berlin"), retry_backoff=0, periodic=False).run()
+    (part,) = queue.jobs(tag="part")
+    assert (part.type, part.status, part.public) == ("export.part", "completed", True)
+    assert [view.type for view in queue.jobs(owner="user:9")] == ["export.part"]
 
 
 def test_cli_enqueue_and_filters(project):

@@ -7,9 +7,15 @@ import subprocess
 import sys
 import time
 
-from conftest import TOKEN, cli_env, fetch
+import pytest
+from conftest import TOKEN, address_of, cli_env, fetch
 
-from cronjobs.reports.metrics import collect, percentile
+from cronjobs.reports.metrics import collect, percentile, read
+
+
+@pytest.fixture
+def db(any_db):
+    return any_db
 
 
 def test_percentile_nearest_rank():
@@ -41,6 +47,7 @@ def test_collect_over_the_hour_and_the_day(db, queue, runs):
     assert (hour["runs"], hour["throughput_per_hour"]) == (2, 2.0)
     assert day["run_p50"] == 2.0 and day["run_p95"] == 4.0
     assert (day["wait_p50"], day["wait_p95"]) == (6630.0, 7170.0)  # first attempts only: 30, 6630, 7170 s
+    assert read(address_of(db), 10.0, now) == metrics  # as status and /health read them
 
 
 def test_status_health_and_prometheus(serve):  # noqa: F811 (the fixture imported above)

@@ -9,11 +9,17 @@ import subprocess
 import sys
 import time
 
+import pytest
 from conftest import TOKEN, cli_env, fetch
 
-from cronjobs.control.pauses import JOB, pause, paused, resume
+from cronjobs.control.pauses import JOB, TYPE, pause, paused, resume
+from cronjobs.registry import Handler, Job
 from cronjobs.runtime.idle import is_idle
 from cronjobs.runtime.tick import SCHEMA_VERSION
+from cronjobs.runtime.worker import Worker
+from cronjobs.scheduling.schedule import get_timezone
+
+TZ = get_timezone("Europe/Berlin")
 
 JOBS = """
 @cronjobs.minutely
@@ -27,13 +33,43 @@ def build(ctx, payload): record("report")
 """
 
 
-def test_table_appears_on_first_pause(tmp_path):
-    db = sqlite3.connect(tmp_path / "x.sqlite3", isolation_level=None)
-    assert paused(db) == {} and resume(db, JOB, "a") is False
-    assert pause(db, JOB, "a", 100.0) is True
-    assert pause(db, JOB, "a", 200.0) is False  # keeps the first time
-    assert paused(db) == {(JOB, "a"): 100.0}
-    assert resume(db, JOB, "a") is True and paused(db) == {}
+@pytest.fixture
+def db(any_db):
+    return any_db
+
+
+def test_table_appears_on_first_pause(db):
+    connection = db.connection()
+    assert paused(connection) == {} and resume(connection, JOB, "a") is False
+    assert pause(connection, JOB, "a", 100.0) is True
+    assert pause(connection, JOB, "a", 200.0) is False  # keeps the first time
+    assert pause(connection, TYPE, "a", 300.0) is True  # a job and a type may share a name
+    assert paused(connection) == {(JOB, "a"): 100.0, (TYPE, "a"): 300.0}
+    assert resume(connection, JOB, "a") is True and paused(connection) == {(TYPE, "a"): 300.0}
+
+
+def test_paused_work_waits_in_a_worker(db, runs, registry, queue):
+    ran = []
+    registry.add_job(Job("every_minute", lambda ctx: ran.append("job"), "minutely"))
+    registry.add_handler(Handler("mail.send", lambda ctx, payload: ran.append("mail")))
+    registry.add_handler(Handler("report.build", lambda ctx, payload: ran.append("report")))
+    connection = db.connection()
+    pause(connection, JOB, "every_minute", time.time())
+    pause(connection, TYPE, "mail.send", time.time())
+    mail = queue.enqueue("mail.send")
+    queue.enqueue("report.build")
+    events = []
+    Worker(runs, registry, TZ, retry_backoff=0, emit=lambda event, **fields: events.append((event, fields))).run()
+    assert ran == ["report"]
+    assert [fields["name"] for event, fields in events if event == "skipped"] == ["every_minute", "mail.send"]
+    assert queue.get(mail).status == "new"
+    # A due paused job and a paused type's runnable message leave the next tick idle.
+    jobs = [(job.name, job.key(str(TZ))) for job in registry.jobs.values()]
+    assert is_idle(connection, jobs, time.time() + 5, SCHEMA_VERSION)
+    assert resume(connection, JOB, "every_minute") and resume(connection, TYPE, "mail.send")
+    assert not is_idle(connection, jobs, time.time() + 5, SCHEMA_VERSION)
+    Worker(runs, registry, TZ, retry_backoff=0).run()
+    assert ran == ["report", "job", "mail"] and queue.get(mail).status == "completed"
 
 
 def test_pause_a_job_and_a_type(project):

@@ -9,6 +9,18 @@ import pytest
 from conftest import LIBFAKETIME, TOKEN, Server, cli_env, fetch, web_project
 
 from cronjobs.control.rates import budget, parse_rate
+from cronjobs.registry import Handler
+from cronjobs.runtime.idle import is_idle
+from cronjobs.runtime.tick import SCHEMA_VERSION
+from cronjobs.runtime.worker import Worker
+from cronjobs.scheduling.schedule import get_timezone
+
+TZ = get_timezone("Europe/Berlin")
+
+
+@pytest.fixture
+def db(any_db):
+    return any_db
 
 
 @pytest.mark.parametrize("text, expected", [("200/h", (200, 3600.0)), ("5/min", (5, 60.0)),
@@ -33,6 +45,26 @@ def test_budget_is_a_sliding_window(db, queue, runs):
     assert budget(db.connection(), "mail.send", (2, 3600.0), base + 200) == (0, base + 3600)
     assert budget(db.connection(), "mail.send", (2, 3600.0), base + 3601) == (1, None)
     assert budget(db.connection(), "other", (2, 3600.0), base + 200) == (2, None)
+
+
+def test_a_worker_starts_no_more_than_the_limit(db, runs, registry, queue):
+    ran = []
+    registry.add_handler(Handler("mail.send", lambda ctx, payload: ran.append(payload), rate=(3, 3600.0)))
+    registry.add_handler(Handler("log.write", lambda ctx, payload: ran.append("log")))
+    uuids = [queue.enqueue("mail.send", n) for n in range(5)]
+    queue.enqueue("log.write")
+    events = []
+    start = time.time()
+    Worker(runs, registry, TZ, retry_backoff=0, emit=lambda event, **fields: events.append((event, fields))).run()
+    assert ran == [0, 1, 2, "log"]
+    assert [(queue.get(uuid).status, queue.get(uuid).attempts_used) for uuid in uuids[3:]] == [("new", 0)] * 2
+    assert [fields["reason"].split(":")[0] for event, fields in events if event == "skipped"] == [
+        "rate limit 3/h reached"]
+    limits = [("mail.send", (3, 3600.0))]
+    assert is_idle(db.connection(), [], time.time() + 5, SCHEMA_VERSION, rates=limits)
+    assert not is_idle(db.connection(), [], start + 3700, SCHEMA_VERSION, rates=limits)
+    Worker(runs, registry, TZ, retry_backoff=0, clock=lambda: start + 3700).run()
+    assert ran[4:] == [3, 4]
 
 
 JOBS = """

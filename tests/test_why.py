@@ -8,9 +8,20 @@ import sqlite3
 import time
 from datetime import datetime, timedelta, timezone
 
-from conftest import needs_faketime
+import pytest
+from conftest import Project, address_of, needs_faketime
 
-pytestmark = needs_faketime  # the ticks run at set times under libfaketime
+from cronjobs.control.pauses import JOB, pause
+from cronjobs.host.config import load_config
+from cronjobs.messages.insert import insert_message
+from cronjobs.registry import Handler, Job
+from cronjobs.reports.why import explain
+from cronjobs.runtime.worker import Worker
+
+
+@pytest.fixture
+def db(any_db):
+    return any_db
 
 
 JOBS = """
@@ -44,6 +55,37 @@ def text(project, at: str, name: str) -> str:
     return result.stdout
 
 
+def utc(text: str) -> float:
+    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc).timestamp()
+
+
+def test_explain_reads_each_engine(db, runs, registry, tmp_path):
+    config = load_config(str(Project(tmp_path / "site", database=address_of(db), retry_backoff="600").config))
+
+    def flaky(ctx):
+        raise RuntimeError("database away")
+
+    registry.add_job(Job("nightly", lambda ctx: None, "daily", spec="0 3 * * *"))
+    registry.add_job(Job("flaky", flaky, "hourly"))
+    registry.add_handler(Handler("mail.send", lambda ctx, payload: None, rate=(1, 3600.0)))
+    for _ in range(2):
+        insert_message(db.connection(), "mail.send", {}, now=utc("2026-06-01 08:00:00"))
+    Worker(runs, registry, config.tz, retry_backoff=600, clock=lambda: utc("2026-06-01 08:00:10")).run()
+    now = utc("2026-06-01 08:10:00")
+    (nightly,) = explain(config, registry, "nightly", now)
+    assert nightly.facts["next_due"] == "2026-06-02T03:00:00+02:00"
+    (failing,) = explain(config, registry, "flaky", now)
+    assert (failing.facts["last_outcome"], failing.facts["last_error"]) == ("failed", "RuntimeError: database away")
+    assert "waiting for retry backoff: retry 1 after the last run failed, at 2026-06-01T10:10:10+02:00" in \
+        failing.lines
+    (mail,) = explain(config, registry, "mail.send", now)
+    assert (mail.facts["queue"], mail.facts["runnable"]) == ({"completed": 1, "new": 1}, 1)
+    assert mail.facts["rate_limited_until"] == "2026-06-01T11:00:10+02:00"
+    pause(db.connection(), JOB, "nightly", now)
+    assert explain(config, registry, "nightly", now)[0].facts["paused_since"] == "2026-06-01T10:10:00+02:00"
+
+
+@needs_faketime  # the ticks run at set times under libfaketime
 def test_why_jobs(project):
     project.write_jobs(JOBS)
     project.write_config(retry_backoff="600")
@@ -78,6 +120,7 @@ def test_why_jobs(project):
                                                                      "nightly")["explanation"])
 
 
+@needs_faketime
 def test_why_a_message_type(project):
     project.write_jobs(JOBS)
     for _ in range(2):
