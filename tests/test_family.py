@@ -4,15 +4,17 @@ one (unless told to ignore it), aggregates their progress, and `show` prints the
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
+from conftest import address_of
 
 import cronjobs
 from cronjobs.errors import InvalidState, MessageNotFound
 from cronjobs.messages.family import MAX_DEPTH
 from cronjobs.registry import Handler
 from cronjobs.reports.views import NESTED_SHOWN
-from cronjobs.runtime.idle import waiting_flows
+from cronjobs.runtime.idle import open_fast, waiting_flows
 from cronjobs.runtime.worker import Worker
 from cronjobs.scheduling.schedule import get_timezone
 
@@ -87,6 +89,26 @@ def test_a_refused_child_leaves_no_message_behind(queue):
         queue.enqueue("import.part", {}, parent=parent, tags=["import"])
     assert [view.uuid for view in queue.jobs()] == [parent]
     assert queue.jobs(tag="import") == []
+
+
+def test_adding_a_child_waits_for_no_other_one_being_added(db, engine, queue):
+    if engine == "sqlite":
+        pytest.skip("SQLite has one writer at a time by design")
+    parent = queue.enqueue("import", {"mode": "ok"})
+    queue.enqueue("import.part", {}, parent=parent)  # the table exists now
+    other = open_fast(address_of(db))
+    other.execute("BEGIN IMMEDIATE")  # another session in the middle of adding a child
+    other.execute("INSERT INTO message_child (child_uuid, parent_uuid) VALUES ('x', ?)", (parent,))
+    added: list[str] = []
+    adding = threading.Thread(target=lambda: added.append(queue.enqueue("import.part", {}, parent=parent)))
+    adding.start()
+    adding.join(5)
+    waited = adding.is_alive()
+    other.execute("ROLLBACK")
+    adding.join()
+    other.close()
+    assert not waited
+    assert len(added) == 1 and len(queue.get(parent).children) == 2
 
 
 def test_parents_follow_their_children_in_a_worker(runs, registry, queue):
