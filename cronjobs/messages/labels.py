@@ -13,9 +13,10 @@ from typing import Iterable, Optional
 
 from ..errors import InvalidPayload
 
+# The foreign key as a table constraint: MySQL 8.0 parses a column's inline REFERENCES and ignores it.
 _CREATE = (
-    "CREATE TABLE IF NOT EXISTS message_label (message_id INTEGER PRIMARY KEY "
-    "REFERENCES message (id) ON DELETE CASCADE, public INTEGER NOT NULL DEFAULT 0, tags TEXT)"
+    "CREATE TABLE IF NOT EXISTS message_label (message_id INTEGER PRIMARY KEY, public INTEGER NOT NULL DEFAULT 0, "
+    "tags TEXT, FOREIGN KEY (message_id) REFERENCES message (id) ON DELETE CASCADE)"
 )
 
 
