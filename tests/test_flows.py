@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import address_of
 
 import cronjobs
 from cronjobs.errors import MessageNotFound
+from cronjobs.messages import family
 from cronjobs.messages.flows import advance
 from cronjobs.registry import Handler
-from cronjobs.runtime.idle import waiting_flows
+from cronjobs.runtime.idle import open_fast, waiting_flows
 from cronjobs.runtime.worker import Worker
 from cronjobs.scheduling.schedule import get_timezone
 
@@ -70,6 +72,46 @@ def test_chain_runs_in_order_and_stops_at_a_failure(db, queue, runs):
     assert flow.state == "failed" and [queue.get(uuid).type for uuid in flow.members] == ["a", "bad"]
     with pytest.raises(MessageNotFound):
         queue.flow("nope")
+
+
+class Interleaved:
+    """A store connection that runs another host's work once right after its first statement that
+    starts with a given text ({text: work}): between two statements of this one."""
+
+    def __init__(self, connection, between):
+        self.connection, self.between = connection, dict(between)
+
+    def execute(self, sql, params=()):
+        cursor = self.connection.execute(sql, params)
+        for text in [text for text in self.between if sql.startswith(text)]:
+            self.between.pop(text)()
+        return cursor
+
+    def __getattr__(self, name):
+        return getattr(self.connection, name)
+
+
+def test_two_hosts_move_flows_and_parents_once(db, engine, queue, runs):
+    if engine == "sqlite":
+        pytest.skip("SQLite has one writer at a time: BEGIN IMMEDIATE serializes the moves")
+    batch = queue.batch([("part", {"n": 1})], then=("report", {}))
+    chain = queue.chain([("a", {}), ("b", {}), ("c", {})])
+    parent = queue.enqueue("import")
+    queue.enqueue("import.part", parent=parent)
+    finish(runs, 2e9)  # the parent waits for its child, which has finished
+    other = open_fast(address_of(db))
+    theirs = []
+    # What each worker's advance_flows does, the other host's run between this one's reads and writes.
+    mine = family.advance(Interleaved(db.connection(), {
+        "SELECT uuid FROM message WHERE status = 'new' AND run_at": lambda: theirs.extend(family.advance(other, 2e9)),
+    }), 2e9) + advance(Interleaved(db.connection(), {
+        "SELECT uuid, uuid, kind": lambda: theirs.extend(advance(other)),
+    }))
+    other.close()
+    assert sorted(theirs + mine) == sorted([(parent, "completed"), (batch.uuid, "then queued"),
+                                            (chain.uuid, "step 2 queued")])
+    assert [len(queue.jobs(type=name)) for name in ("report", "b")] == [1, 1]
+    assert queue.get(parent).status == "completed"
 
 
 @pytest.mark.parametrize("steps", [[], [("",  {})], ["part"], [("part", float("nan"))]])

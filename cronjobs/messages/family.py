@@ -126,7 +126,7 @@ def advance(db: sqlite3.Connection, now: float) -> list[tuple[str, str]]:
 def _settle(db: sqlite3.Connection, now: float, moved: list[tuple[str, str]]) -> None:
     """One pass over the waiting parents: complete or fail those whose children have all finished."""
     waiting = [uuid for (uuid,) in db.execute(
-        "SELECT uuid FROM message WHERE status = 'new' AND run_at = ?", (WAITING,))]
+        "SELECT uuid FROM message WHERE status = 'new' AND run_at = ? ORDER BY id", (WAITING,))]
     for parent in waiting:
         kids = children(db, parent)
         if any(kid["status"] in ("new", "pending") for kid in kids):
@@ -137,13 +137,15 @@ def _settle(db: sqlite3.Connection, now: float, moved: list[tuple[str, str]]) ->
             kid = failed[0]
             error = f"child {kid['uuid']} ({kid['type']}) {kid['status']}" + (
                 f": {kid['error']}" if kid["error"] else "")
-            db.execute("UPDATE message SET status = 'failed', error = ?, finished_at = ? WHERE uuid = ? "
-                       "AND status = 'new' AND run_at = ?", (error, now, parent, WAITING))
-            moved.append((parent, "failed"))
+            cursor = db.execute("UPDATE message SET status = 'failed', error = ?, finished_at = ? WHERE uuid = ? "
+                                "AND status = 'new' AND run_at = ?", (error, now, parent, WAITING))
+            outcome = "failed"
         else:
-            db.execute("UPDATE message SET status = 'completed', progress = 100, finished_at = ? "
-                       "WHERE uuid = ? AND status = 'new' AND run_at = ?", (now, parent, WAITING))
-            moved.append((parent, "completed"))
+            cursor = db.execute("UPDATE message SET status = 'completed', progress = 100, finished_at = ? "
+                                "WHERE uuid = ? AND status = 'new' AND run_at = ?", (now, parent, WAITING))
+            outcome = "completed"
+        if cursor.rowcount:  # not settled meanwhile by another host's worker (a server engine)
+            moved.append((parent, outcome))
 
 
 @dataclass

@@ -145,8 +145,12 @@ def advance(db: sqlite3.Connection, now: Optional[float] = None) -> list[tuple[s
     moved = []
     with _transaction(db):
         rows = db.execute("SELECT uuid, uuid, kind, steps, then_type, then_payload, options FROM flow "
-                          "WHERE state = 'open'").fetchall()
+                          "WHERE state = 'open' ORDER BY created_at, uuid").fetchall()
         for flow_key, uuid, kind, steps, then_type, then_payload, options in rows:
+            # On a server another host's worker may be moving this flow now: the flow's row lock decides,
+            # and what that worker queued is read after it (SQLite's BEGIN IMMEDIATE already serializes).
+            if not db.execute("UPDATE flow SET state = state WHERE uuid = ? AND state = 'open'", (flow_key,)).rowcount:
+                continue
             statuses = [status for (status,) in db.execute(
                 "SELECT message.status FROM flow_member JOIN message ON message.uuid = flow_member.message_uuid "
                 "WHERE flow_member.flow_uuid = ? AND flow_member.position >= 0 ORDER BY flow_member.position",
