@@ -7,11 +7,13 @@ import json
 import threading
 
 import pytest
-from conftest import address_of
+from conftest import address_of, make_runs
 
 import cronjobs
 from cronjobs.errors import InvalidState, MessageNotFound
+from cronjobs.messages import family
 from cronjobs.messages.family import MAX_DEPTH
+from cronjobs.messages.insert import insert_message
 from cronjobs.registry import Handler
 from cronjobs.reports.views import NESTED_SHOWN
 from cronjobs.runtime.idle import open_fast, waiting_flows
@@ -37,6 +39,24 @@ def part(ctx, payload):
 @pytest.fixture
 def db(any_db):
     return any_db
+
+
+class Interleaved:
+    """A store connection that runs `between()` once, right after its first statement that starts with
+    `after`: another host's work between two statements of this one."""
+
+    def __init__(self, connection, after, between):
+        self.connection, self.after, self.between = connection, after, between
+
+    def execute(self, sql, params=()):
+        cursor = self.connection.execute(sql, params)
+        if self.between is not None and sql.startswith(self.after):
+            between, self.between = self.between, None
+            between()
+        return cursor
+
+    def __getattr__(self, name):
+        return getattr(self.connection, name)
 
 
 def show(project, uuid):
@@ -109,6 +129,27 @@ def test_adding_a_child_waits_for_no_other_one_being_added(db, engine, queue):
     other.close()
     assert not waited
     assert len(added) == 1 and len(queue.get(parent).children) == 2
+
+
+def test_a_parent_finishing_on_another_host_waits_for_a_child_being_added(db, engine, queue):
+    if engine == "sqlite":
+        pytest.skip("SQLite has one writer at a time: BEGIN IMMEDIATE serializes them")
+    family.create(db.connection())
+    parent = queue.enqueue("import", {"mode": "ok"})
+    theirs = make_runs(db)  # the parent runs on another host
+    run = theirs.claim_message(2e9)
+    finishing = threading.Thread(target=theirs.complete, args=(run, 2e9))
+
+    def finish_there():  # its handler returns while this child is being added
+        finishing.start()
+        finishing.join(0.5)
+
+    connection = Interleaved(db.connection(), "INSERT INTO message_child", finish_there)
+    child = insert_message(connection, "import.part", {}, parent=parent)
+    finishing.join()
+    theirs.db.close()
+    view = queue.get(parent)
+    assert (view.status, view.waiting_for_children, [kid["uuid"] for kid in view.children]) == ("new", True, [child])
 
 
 def test_parents_follow_their_children_in_a_worker(runs, registry, queue):

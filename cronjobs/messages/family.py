@@ -61,10 +61,13 @@ def add_child(db: sqlite3.Connection, parent: str, child: str, on_failure: str) 
     running."""
     from ..errors import InvalidState, MessageNotFound
 
-    row = db.execute("SELECT status, run_at FROM message WHERE uuid = ?", (parent,)).fetchone()
-    if row is None:
-        raise MessageNotFound(parent)
-    if row[0] not in ("new", "pending"):
+    # The parent's row lock: on a server, its completion on another host waits for this child to commit
+    # (and then holds it), or has committed and this child is refused. SQLite's BEGIN IMMEDIATE serializes.
+    if not db.execute("UPDATE message SET status = status WHERE uuid = ? AND status IN ('new', 'pending')",
+                      (parent,)).rowcount:
+        row = db.execute("SELECT status FROM message WHERE uuid = ?", (parent,)).fetchone()
+        if row is None:
+            raise MessageNotFound(parent)
         raise InvalidState(f"message {parent} is {row[0]}; children can be added while it is new or running")
     db.execute("INSERT INTO message_child (child_uuid, parent_uuid, on_failure) VALUES (?, ?, ?)",
                (child, parent, on_failure))
