@@ -142,7 +142,7 @@ def test_batch_and_chain_in_one_worker_run(db, runs, registry, queue):
 def test_batch_and_chain_through_real_ticks(project):
     project.write_jobs("import json\n" + JOBS)
     assert project.run().returncode == 0  # creates the store
-    with cronjobs.connect(database=str(project.database)) as queue:
+    with cronjobs.connect(database=project.store) as queue:
         batch = queue.batch([("part", {"n": 1}), ("part", {"n": 2, "fail": True})], then=("report", {}))
         chain = queue.chain([("part", {"n": 10}), ("part", {"n": 11}), ("part", {"n": 12})])
     result = project.run()
@@ -151,7 +151,7 @@ def test_batch_and_chain_through_real_ticks(project):
     assert ran[:3] == ["part 1", "part 2", "part 10"]
     assert ran[3:] == ['report {"batch": {"cancelled": 0, "completed": 1, "failed": 1, "total": 2, "uuid": "'
                        + batch.uuid + '"}}', "part 11", "part 12"]  # all in the one tick, in order
-    with cronjobs.connect(database=str(project.database)) as queue:
+    with cronjobs.connect(database=project.store) as queue:
         assert queue.flow(batch.uuid).state == "done"
         assert queue.flow(chain.uuid).state == "done"
     assert project.run("-v").stderr.count("nothing due") == 1  # and then the ticks are idle again

@@ -4,7 +4,6 @@ real CLI and real ticks."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
 import sys
 import time
@@ -84,7 +83,7 @@ def test_pause_a_job_and_a_type(project):
     mail = project.run("enqueue", "mail.send", '{"to": "a@example.org"}').stdout.strip()
     project.run("enqueue", "report.build")
     # Make the job due again without waiting a minute: its cached due time is in the past.
-    with sqlite3.connect(project.database) as db:
+    with project.connect() as db:
         db.execute("UPDATE job_state SET next_due = 0, last_run = 0")
     tick = project.run("-v")
     assert tick.returncode == 0, tick.stderr
@@ -102,7 +101,7 @@ def test_pause_a_job_and_a_type(project):
     assert "paused: job every_minute (since" in project.run("status").stdout
 
     # A paused job that is due, and a paused type's runnable message, leave the tick idle.
-    with sqlite3.connect(project.database) as db:
+    with project.connect() as db:
         db.execute("UPDATE job_state SET next_due = 0 WHERE name = 'every_minute'")
         jobs = [(name, schedule) for name, schedule in db.execute("SELECT name, schedule FROM job_state")]
         assert is_idle(db, jobs, time.time() + 5, SCHEMA_VERSION)

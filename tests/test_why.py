@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -16,6 +15,7 @@ from cronjobs.host.config import load_config
 from cronjobs.messages.insert import insert_message
 from cronjobs.registry import Handler, Job
 from cronjobs.reports.why import explain
+from cronjobs.runtime.idle import record_tick
 from cronjobs.runtime.worker import Worker
 
 
@@ -102,12 +102,11 @@ def test_why_jobs(project):
                                "2026-06-01T10:10:1") for line in flaky["explanation"]), flaky
 
     # Only HTTP ticks since the hour began: the cli_only job waits for a CLI tick.
-    with sqlite3.connect(project.database) as db:
+    with project.connect() as db:
         db.execute("UPDATE job_state SET next_due = 0")
-    tick_file = project.database.parent / (project.database.name + "-tick")
     started = 1780304460.0  # 2026-06-01 09:01:00 UTC
-    tick_file.write_text(f"tick.started={started}\ntick.finished={started + 1}\ntick.duration=1\n"
-                         "tick.outcome=ok\ntick.trigger=http\n")
+    record_tick(project.store, {"tick.started": started, "tick.finished": started + 1, "tick.duration": 1,
+                                "tick.outcome": "ok", "tick.trigger": "http"})
     answer = why(project, "2026-06-01 09:01:30", "cli_hourly")
     assert "it is cli_only and the last tick came from the HTTP trigger: the next CLI tick runs it" in \
         answer["explanation"]
