@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import pytest
-from conftest import LIBFAKETIME, TOKEN, Server, cli_env, fetch, web_project
+from conftest import LIBFAKETIME, TOKEN, Server, address_of, cli_env, fetch, make_runs, web_project
 
 from cronjobs.control.rates import budget, parse_rate
 from cronjobs.registry import Handler
-from cronjobs.runtime.idle import is_idle
+from cronjobs.runtime.idle import is_idle, open_fast
 from cronjobs.runtime.tick import SCHEMA_VERSION
 from cronjobs.runtime.worker import Worker
 from cronjobs.scheduling.schedule import get_timezone
+from cronjobs.store.server_runs import ServerRuns
 
 TZ = get_timezone("Europe/Berlin")
 
@@ -65,6 +67,46 @@ def test_a_worker_starts_no_more_than_the_limit(db, runs, registry, queue):
     assert not is_idle(db.connection(), [], start + 3700, SCHEMA_VERSION, rates=limits)
     Worker(runs, registry, TZ, retry_backoff=0, clock=lambda: start + 3700).run()
     assert ran[4:] == [3, 4]
+
+
+class Interleaved:
+    """A store connection that runs `between()` once, right after its first statement that starts with
+    `after`: another host's work between two statements of this one."""
+
+    def __init__(self, connection, after, between):
+        self.connection, self.after, self.between = connection, after, between
+
+    def execute(self, sql, params=()):
+        cursor = self.connection.execute(sql, params)
+        if self.between is not None and sql.startswith(self.after):
+            between, self.between = self.between, None
+            between()
+        return cursor
+
+    def __getattr__(self, name):
+        return getattr(self.connection, name)
+
+
+def test_two_hosts_share_one_limit(db, engine, registry, queue):
+    if engine == "sqlite":
+        pytest.skip("one worker per SQLite store: the tick's lock file")
+    ran = []
+    registry.add_handler(Handler("mail.send", lambda ctx, payload: ran.append(payload), rate=(3, 3600.0)))
+    for n in range(6):
+        queue.enqueue("mail.send", n)
+    there = Worker(make_runs(db), registry, TZ, retry_backoff=0, periodic=False)
+    draining = threading.Thread(target=there.run)
+
+    def drain_there():  # the other host's worker drains while this one has read the budget
+        draining.start()
+        draining.join(0.5)
+
+    here = ServerRuns(Interleaved(open_fast(address_of(db)), "SELECT attempt_started_at FROM message", drain_there))
+    Worker(here, registry, TZ, retry_backoff=0, periodic=False).run()
+    draining.join()
+    for runs in (here, there.runs):
+        runs.db.close()
+    assert sorted(ran) == [0, 1, 2] and queue.counts()["new"] == 3
 
 
 JOBS = """

@@ -15,11 +15,12 @@ when the attempt ends; while it runs, `message.attempt_started_at` and `attempt_
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sqlite3
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, ContextManager, Iterable, Optional
 
 from ..errors import Cancelled
 from ..messages.insert import insert_message, new_uuid  # noqa: F401 (new_uuid re-exported)
@@ -130,6 +131,11 @@ class Runs:
 
     def _claim_sql(self, excluded_types: int, limit: int, excluded_ids: int) -> str:
         return claim_sql(excluded_types, limit, excluded_ids)
+
+    def rate_window(self) -> ContextManager[None]:
+        """Held while a worker reads its rate-limit budgets and claims. Nothing to hold on SQLite: the
+        tick's lock file lets one worker at a time use the store (ServerRuns locks across hosts)."""
+        return contextlib.nullcontext()
 
     def _mark_claimed_rows(self, claimed: list[Run], now: float) -> None:
         self.db.executemany(self._mark_claimed, [(run.started_at, now, run.id) for run in claimed])

@@ -8,6 +8,7 @@ which hears of each start and end, settles a group that a kill cut short.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import time
@@ -243,15 +244,18 @@ class Worker:
         size = 1
         while not self.out_of_time():
             left = {}
-            if rates:
-                now = self.clock()
-                for type_, rate in rates.items():
-                    left[type_], until = budget(self.runs.db, type_, rate, now)
-                    if until is not None:
-                        limited[type_] = until
-                    else:
-                        limited.pop(type_, None)
-            batch = self.runs.claim_messages(self.clock(), size, excluded + held + sorted(limited), self.resumed)
+            # The budgets and the claim that spends them, one worker at a time across hosts.
+            with self.runs.rate_window() if rates else contextlib.nullcontext():
+                if rates:
+                    now = self.clock()
+                    for type_, rate in rates.items():
+                        left[type_], until = budget(self.runs.db, type_, rate, now)
+                        if until is not None:
+                            limited[type_] = until
+                        else:
+                            limited.pop(type_, None)
+                batch = self.runs.claim_messages(self.clock(), size, excluded + held + sorted(limited),
+                                                 self.resumed)
             if not batch:
                 break
             self.emit("claimed", count=len(batch))  # also pushes the last batch's events to the supervisor

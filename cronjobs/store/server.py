@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 #: Held by the supervisor that runs the periodic jobs in this tick, cluster-wide.
 SCHEDULER_LOCK = "run-cron.scheduler"
 MIGRATE_LOCK = "run-cron.migrate"
+#: Held by a worker while it reads its rate-limit budgets and claims (see ServerRuns.rate_window).
+RATES_LOCK = "run-cron.rates"
 RUNNER_PREFIX = "run-cron.runner."
 
 _META_DDL = (

@@ -7,13 +7,14 @@ lock can be taken, i.e. whose session is gone.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid as uuidlib
-from typing import Any, Optional
+from typing import Any, Iterator, Optional, cast
 
 from ..errors import StoreError
 from ..runtime.runs import _RUN_COLUMNS, Run, Runs
-from .server import RUNNER_PREFIX, ServerConnection
+from .server import RATES_LOCK, RUNNER_PREFIX, ServerConnection
 
 
 def new_runner() -> str:
@@ -40,6 +41,21 @@ class ServerRuns(Runs):
 
     def _claim_sql(self, excluded_types: int, limit: int, excluded_ids: int) -> str:
         return super()._claim_sql(excluded_types, limit, excluded_ids) + " FOR UPDATE SKIP LOCKED"
+
+    @contextlib.contextmanager
+    def rate_window(self) -> Iterator[None]:
+        """A cluster-wide lock while this worker reads its rate budgets and claims: the workers of two
+        hosts never both spend the same budget (each claim is committed before the next budget is read)."""
+        connection = cast(ServerConnection, self.db)
+        deadline = time.monotonic() + 30.0
+        while not connection.try_lock(RATES_LOCK):
+            if time.monotonic() > deadline:  # held for milliseconds, and released if its session dies
+                raise StoreError(connection.label, "another worker has held the rate-limit lock for 30 s")
+            time.sleep(0.005)
+        try:
+            yield
+        finally:
+            connection.unlock(RATES_LOCK)
 
     # A statement per batch, not per row: each statement is a round trip to the server.
 
