@@ -220,6 +220,23 @@ def orphaned(runs: Runs, database: Any) -> Runs:
     return runs
 
 
+class Interleaved:
+    """A store connection that runs another host's work once right after its first statement that
+    starts with a given text ({text: work}): between two statements of this one."""
+
+    def __init__(self, connection: Any, between: dict[str, Callable[[], Any]]) -> None:
+        self.connection, self.between = connection, dict(between)
+
+    def execute(self, sql: str, params: Any = ()) -> Any:
+        cursor = self.connection.execute(sql, params)
+        for text in [text for text in self.between if sql.startswith(text)]:
+            self.between.pop(text)()
+        return cursor
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.connection, name)
+
+
 @pytest.fixture
 def runs(db):
     return make_runs(db)

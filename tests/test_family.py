@@ -7,7 +7,7 @@ import json
 import threading
 
 import pytest
-from conftest import address_of, make_runs
+from conftest import Interleaved, address_of, make_runs
 
 import cronjobs
 from cronjobs.errors import InvalidState, MessageNotFound
@@ -40,23 +40,6 @@ def part(ctx, payload):
 def db(any_db):
     return any_db
 
-
-class Interleaved:
-    """A store connection that runs `between()` once, right after its first statement that starts with
-    `after`: another host's work between two statements of this one."""
-
-    def __init__(self, connection, after, between):
-        self.connection, self.after, self.between = connection, after, between
-
-    def execute(self, sql, params=()):
-        cursor = self.connection.execute(sql, params)
-        if self.between is not None and sql.startswith(self.after):
-            between, self.between = self.between, None
-            between()
-        return cursor
-
-    def __getattr__(self, name):
-        return getattr(self.connection, name)
 
 
 def show(project, uuid):
@@ -144,7 +127,7 @@ def test_a_parent_finishing_on_another_host_waits_for_a_child_being_added(db, en
         finishing.start()
         finishing.join(0.5)
 
-    connection = Interleaved(db.connection(), "INSERT INTO message_child", finish_there)
+    connection = Interleaved(db.connection(), {"INSERT INTO message_child": finish_there})
     child = insert_message(connection, "import.part", {}, parent=parent)
     finishing.join()
     theirs.db.close()

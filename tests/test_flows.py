@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import address_of
+from conftest import Interleaved, address_of
 
 import cronjobs
 from cronjobs.errors import MessageNotFound
@@ -72,23 +72,6 @@ def test_chain_runs_in_order_and_stops_at_a_failure(db, queue, runs):
     assert flow.state == "failed" and [queue.get(uuid).type for uuid in flow.members] == ["a", "bad"]
     with pytest.raises(MessageNotFound):
         queue.flow("nope")
-
-
-class Interleaved:
-    """A store connection that runs another host's work once right after its first statement that
-    starts with a given text ({text: work}): between two statements of this one."""
-
-    def __init__(self, connection, between):
-        self.connection, self.between = connection, dict(between)
-
-    def execute(self, sql, params=()):
-        cursor = self.connection.execute(sql, params)
-        for text in [text for text in self.between if sql.startswith(text)]:
-            self.between.pop(text)()
-        return cursor
-
-    def __getattr__(self, name):
-        return getattr(self.connection, name)
 
 
 def test_two_hosts_move_flows_and_parents_once(db, engine, queue, runs):

@@ -7,7 +7,7 @@ import threading
 import time
 
 import pytest
-from conftest import LIBFAKETIME, TOKEN, Server, address_of, cli_env, fetch, make_runs, web_project
+from conftest import LIBFAKETIME, TOKEN, Interleaved, Server, address_of, cli_env, fetch, make_runs, web_project
 
 from cronjobs.control.rates import budget, parse_rate
 from cronjobs.registry import Handler
@@ -69,24 +69,6 @@ def test_a_worker_starts_no_more_than_the_limit(db, runs, registry, queue):
     assert ran[4:] == [3, 4]
 
 
-class Interleaved:
-    """A store connection that runs `between()` once, right after its first statement that starts with
-    `after`: another host's work between two statements of this one."""
-
-    def __init__(self, connection, after, between):
-        self.connection, self.after, self.between = connection, after, between
-
-    def execute(self, sql, params=()):
-        cursor = self.connection.execute(sql, params)
-        if self.between is not None and sql.startswith(self.after):
-            between, self.between = self.between, None
-            between()
-        return cursor
-
-    def __getattr__(self, name):
-        return getattr(self.connection, name)
-
-
 def test_two_hosts_share_one_limit(db, engine, registry, queue):
     if engine == "sqlite":
         pytest.skip("one worker per SQLite store: the tick's lock file")
@@ -101,7 +83,7 @@ def test_two_hosts_share_one_limit(db, engine, registry, queue):
         draining.start()
         draining.join(0.5)
 
-    here = ServerRuns(Interleaved(open_fast(address_of(db)), "SELECT attempt_started_at FROM message", drain_there))
+    here = ServerRuns(Interleaved(open_fast(address_of(db)), {"SELECT attempt_started_at FROM message": drain_there}))
     Worker(here, registry, TZ, retry_backoff=0, periodic=False).run()
     draining.join()
     for runs in (here, there.runs):
