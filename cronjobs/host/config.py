@@ -74,6 +74,7 @@ class Config(Record):
         retry_backoff: float = 60.0,
         busy_timeout: float = 10.0,
         synchronous: str = "NORMAL",
+        session_timeout: float = 30.0,
         ping_url: Optional[str] = None,
         env_file: Optional[str] = None,
         http: Optional[HttpConfig] = None,
@@ -91,6 +92,7 @@ class Config(Record):
         self.retry_backoff = retry_backoff
         self.busy_timeout = busy_timeout
         self.synchronous = synchronous
+        self.session_timeout = session_timeout  # server engines: see store/session.py
         self.ping_url = ping_url
         self.env_file = env_file
         self.http: HttpConfig = HttpConfig() if http is None else http
@@ -225,6 +227,7 @@ _SCHEMA: dict[str, dict[str, Callable[[str], object]]] = {
         "retry_backoff": _number(0),
         "busy_timeout": _number(0),
         "synchronous": _choice(SYNCHRONOUS_LEVELS),
+        "session_timeout": _number(2),
         "ping_url": _url,
         "env_file": _optional_text,
     },

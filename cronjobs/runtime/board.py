@@ -47,14 +47,16 @@ def boot_id() -> Optional[bytes]:
 
 class Board:
     """The shared board: a header, `capacity` slots of successes, `capacity` of claims, a stop flag and
-    when the tick began."""
+    when the tick began, and the worker's database session (server engines: when the server last answered
+    it, see store.session)."""
 
     def __init__(self, capacity: int = CAPACITY, path: Optional[str] = None) -> None:
         self.capacity = capacity
         # after the rest, so a board file of an older layout reads the same
         self._stop = _HEADER + 2 * capacity
         self._started = self._stop + 1
-        size = _SLOT.size * (self._started + 1)
+        self._session = self._started + 1
+        size = _SLOT.size * (self._session + 1)
         if path is None:
             self._memory = mmap.mmap(-1, size)
         else:
@@ -107,6 +109,14 @@ class Board:
         """When the tick holding the lock began (epoch seconds), for `why`; 0 once it has ended."""
         _TIME.pack_into(self._memory, _SLOT.size * self._started, at)
 
+    def set_session(self, value: int) -> None:
+        """The worker's session: 0 none kept, -1 or -2 lost, else the monotonic microsecond the server
+        last answered it."""
+        self._set(self._session, value)
+
+    def session(self) -> int:
+        return self._get(self._session)
+
     def clear_done(self) -> None:
         self._set(_DONE, 0)
 
@@ -131,6 +141,7 @@ class Board:
         self._set(_DONE, 0)
         self._set(_CLAIMED, 0)
         self._set(self._stop, 0)
+        self._set(self._session, 0)
         if self._boot is not None:
             self._memory[8:24] = self._boot
             self._set(0, _MAGIC)

@@ -37,6 +37,7 @@ class Supervised:
     error: Optional[str] = None  # set when the worker raised out of its work function
     finished: bool = False  # the worker said "done": its work function returned
     interrupted: Optional[int] = None  # the stop signal the supervisor received (see interrupt.py)
+    lost: Optional[str] = None  # why `watch` had the worker killed
 
     @property
     def clean(self) -> bool:
@@ -164,12 +165,15 @@ def supervise(
     on_event: Callable[[dict[str, Any]], None] = lambda event: None,
     close_in_child: tuple[int, ...] = (),
     ask_to_stop: Callable[[], None] = lambda: None,
+    watch: Callable[[], Optional[str]] = lambda: None,
 ) -> Supervised:
     """Fork a worker that calls `work(emit)`; kill it at `deadline` (time.monotonic()), None for never.
 
     On a stop signal (interrupt.py) it calls `ask_to_stop()`, then waits interrupt.GRACE seconds for
     the worker to end by itself before it kills it (at once after a second signal).
     `deadline` may be a function, asked again after each event: a job's own time limit moves it.
+    `watch()` is called first right after the fork, then after each event and at least every half
+    second: a reason it returns kills the worker at once (`Supervised.lost`).
     """
     current_deadline = deadline if callable(deadline) else lambda: deadline  # type: ignore[return-value]
     read_fd, write_fd = os.pipe()
@@ -195,6 +199,10 @@ def supervise(
     try:
         open_pipe = True
         while True:
+            lost = watch()
+            if lost is not None:
+                result.lost = lost
+                break
             if not asked and interrupt.winding_down():
                 interrupt.consume_wake()
                 ask_to_stop()

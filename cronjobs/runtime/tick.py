@@ -194,6 +194,12 @@ def run_tick(
                     log.warning("stopped by %s as the tick ended; its work was done", interrupt.name(late))
                 if not server:
                     fast = _open_fast(config)
+                elif fast is not None and fast.lost:  # type: ignore[attr-defined]
+                    log.warning("this tick's database session was lost (%s); the worker was asked to stop at its "
+                                "next checkpoint", fast.lost)  # type: ignore[attr-defined]
+                    fast.close()
+                    fast = None
+                    fast = _open_fast(config)  # for the tick's facts
             result.duration = time.monotonic() - began
             if fast is not None:
                 record_tick(config.database, dict(zip(TICK_KEYS, (
@@ -265,8 +271,10 @@ def _supervise(
         database, _ = connect_store(config.database, config.busy_timeout, config.synchronous)
         if server:
             from ..store.server_runs import ServerRuns
+            from ..store.session import keep_worker_session
 
             runs: Runs = ServerRuns(database.connection(), config.retry_backoff, board, runner)
+            keep_worker_session(runs.db, timing, board)  # alive while the handlers run; dead before it is lost
         else:
             runs = Runs(database.connection(), config.retry_backoff, board)
         with translate_errors(config.database):  # "database is locked" names the file, as elsewhere
@@ -280,12 +288,21 @@ def _supervise(
     abandoned = board.leftover()  # what a tick that died wholesale left behind
     board.reset()
     board.set_started(result.started_at)  # `why` says since when the lock is held
+    watch = None
     try:
+        if server:
+            from ..store.session import Timing, Watch, keep_supervisor_session
+
+            timing = Timing(config.session_timeout)
+            own = keep_supervisor_session(session, timing, board) if session is not None else None
+            watch = Watch(board, timing, own)
         _supervise_worker(config, registry, result, tz, board=board, work=work, on_event=on_event,
                           lock=lock, clock=clock, hard_deadline=hard_deadline, runner=runner,
-                          keep_out=session.fileno() if session is not None else None)
+                          keep_out=session.fileno() if session is not None else None, watch=watch)
     finally:
         board.set_started(0.0)
+        if watch is not None:
+            watch.stop()
         board.close()
 
 
@@ -297,11 +314,12 @@ def board_file(config: Config) -> str:
 def _supervise_worker(config: Config, registry: Registry, result: TickResult, tz: Any, *, board: Any,
                       work: Callable[[Any], None], on_event: Callable[[dict[str, Any]], None],
                       lock: SupervisorLock, clock: Callable[[], float], hard_deadline: Optional[float],
-                      runner: Optional[str] = None, keep_out: Optional[int] = None) -> None:
+                      runner: Optional[str] = None, keep_out: Optional[int] = None, watch: Any = None) -> None:
     """Fork the worker, hear its events, and settle what it left if it did not end cleanly.
 
     `keep_out`: the socket of the session holding the cluster-wide lock, which no process a job
-    leaves behind may keep.
+    leaves behind may keep. `watch`: a server's store.session.Watch, which has the worker killed
+    when its database session is lost.
     """
     from . import interrupt
     from .supervisor import supervise
@@ -327,7 +345,9 @@ def _supervise_worker(config: Config, registry: Registry, result: TickResult, tz
     fds = tuple(fd for fd in (lock.fileno, keep_out) if fd is not None)
     with interrupt.tick_running():
         outcome = supervise(work, deadline, handle, close_in_child=fds,
-                            ask_to_stop=board.request_stop)
+                            ask_to_stop=board.request_stop, watch=watch or (lambda: None))
+        if watch is not None and not (outcome.lost or outcome.clean or outcome.timed_out or outcome.interrupted):
+            outcome.lost = watch.verdict()  # the worker killed itself when its session failed
         result.timed_out = outcome.timed_out
         result.interrupted = outcome.interrupted
         if outcome.error:
@@ -343,7 +363,12 @@ def _supervise_worker(config: Config, registry: Registry, result: TickResult, tz
         # run the host kills every time still ends), but the error says what happened.
         reason = "timeout" if outcome.timed_out else "crashed"
         why = None
-        if outcome.interrupted:
+        if outcome.lost:
+            why = "the worker lost its database session"
+            log.error("worker killed: %s; the server ends that session after %g s of silence, then the next "
+                      "tick of any host continues its runs from their checkpoints", outcome.lost,
+                      watch.timing.release)
+        elif outcome.interrupted:
             why = f"stopped by {interrupt.name(outcome.interrupted)}"
             log.warning("%s: the worker was killed; what it ran is settled, checkpoints kept", why)
         elif not outcome.timed_out and not outcome.error:

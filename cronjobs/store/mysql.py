@@ -7,6 +7,7 @@ without a compiler or the MySQL client library that mysqlclient needs.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import sqlite3
 from typing import Any, Optional
@@ -73,6 +74,41 @@ def try_lock(raw: Any, cursor: Any, name: str) -> bool:
 def unlock(raw: Any, cursor: Any, name: str) -> None:
     cursor.execute("SELECT RELEASE_LOCK(%s)", (lock_name(raw.db.decode(), name),))
     cursor.fetchall()
+
+
+def keep_session(raw: Any, cursor: Any, timeout: float) -> None:
+    """A session that holds a lock for long (session.py): the server ends it after `timeout` seconds of
+    silence, also mid-packet or while a vanished client does not read, and not sooner (a shared host's
+    `wait_timeout` of 30-60 s would otherwise drop a worker whose handler does not touch the database).
+    PyMySQL waits for an answer without a limit: here a statement unanswered that long fails."""
+    seconds = math.ceil(timeout)
+    cursor.execute(f"SET SESSION wait_timeout = {seconds}, SESSION net_read_timeout = {seconds}, "
+                   f"SESSION net_write_timeout = {seconds}")
+    raw._read_timeout = raw._write_timeout = timeout
+
+
+def ping(raw: Any, timeout: float) -> None:
+    """One round trip (COM_PING) that fails if unanswered within `timeout` seconds."""
+    saved = raw._read_timeout, raw._write_timeout
+    raw._read_timeout = raw._write_timeout = timeout
+    try:
+        raw.ping(reconnect=False)
+    finally:
+        raw._read_timeout, raw._write_timeout = saved
+
+
+#: Server errors that end the session: shutdown, killed, disconnected for inactivity (MySQL 8.0.24+).
+_SESSION_ENDED = (1053, 1927, 4031)
+
+
+def session_lost(exc: BaseException) -> bool:
+    """True if `exc` says the connection is gone (the client's CR_* errors are 2000-2999)."""
+    import pymysql
+
+    if isinstance(exc, (OSError, pymysql.err.InterfaceError)):
+        return True
+    code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
+    return 2000 <= code < 3000 or code in _SESSION_ENDED
 
 
 def version(cursor: Any) -> str:

@@ -7,6 +7,8 @@ works on a shared host without a compiler or libpq, which psycopg2 needs.
 from __future__ import annotations
 
 import hashlib
+import math
+import re
 import sqlite3
 from typing import Any, Optional
 
@@ -76,6 +78,57 @@ def try_lock(raw: Any, cursor: Any, name: str) -> bool:
 def unlock(raw: Any, cursor: Any, name: str) -> None:
     cursor.execute("SELECT pg_advisory_unlock(%s)", (lock_key(raw.scope + "\0" + name),))
     cursor.fetchall()
+
+
+def keep_session(raw: Any, cursor: Any, timeout: float) -> None:
+    """A session that holds a lock for long (session.py): the server ends it after `timeout` seconds of
+    silence, and not sooner. PostgreSQL 14+: the idle timeouts, whatever the network does; older: TCP
+    keepalives (and, from 12, tcp_user_timeout), which catch a host gone from the network. One statement;
+    the version is the one the server reported at startup."""
+    server = _version(dict(getattr(raw, "parameter_statuses", None) or {}).get("server_version", ""))
+    milliseconds = str(int(timeout * 1000))
+    settings = [("tcp_keepalives_idle", str(math.ceil(timeout / 2))),
+                ("tcp_keepalives_interval", str(math.ceil(timeout / 6))), ("tcp_keepalives_count", "3")]
+    if server >= (9, 6):
+        settings.append(("idle_in_transaction_session_timeout", milliseconds))
+    if server >= (12,):
+        settings.append(("tcp_user_timeout", milliseconds))
+    if server >= (14,):
+        settings.append(("idle_session_timeout", milliseconds))
+    cursor.execute("SELECT " + ", ".join("set_config(%s, %s, false)" for _ in settings),
+                   tuple(value for pair in settings for value in pair))
+    cursor.fetchall()
+
+
+def _version(version_text: str) -> tuple[int, ...]:
+    """(major, minor) of "15.4 (Debian ...)" or "9.6.24"; () if unknown (then only what every version has)."""
+    parts = re.findall(r"\d+", version_text.split(" ")[0])[:2]
+    return tuple(int(part) for part in parts)
+
+
+def ping(raw: Any, timeout: float) -> None:
+    """One round trip that fails if unanswered within `timeout` seconds."""
+    sock = raw._usock
+    saved = sock.gettimeout()
+    sock.settimeout(timeout)
+    try:
+        cursor = raw.cursor()
+        cursor.execute("SELECT 1")
+        cursor.fetchall()
+    finally:
+        sock.settimeout(saved)
+
+
+def session_lost(exc: BaseException) -> bool:
+    """True if `exc` says the connection is gone: a network error, or the server ended the session
+    (class 08 connection exceptions, 57P operator intervention, 25P03 idle in transaction timeout)."""
+    import pg8000.dbapi
+
+    if isinstance(exc, (OSError, pg8000.exceptions.InterfaceError)):  # type: ignore[attr-defined]
+        return True
+    fields = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+    code = str(fields.get("C", ""))
+    return code.startswith(("08", "57P")) or code == "25P03"
 
 
 def version(cursor: Any) -> str:

@@ -20,7 +20,7 @@ import logging
 import re
 import time
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, Sequence
 
 from ..errors import MissingDriver, SchemaOutdated, StoreError
 from . import dialect
@@ -141,6 +141,7 @@ class ServerConnection:
         self.raw = raw
         self.label = label
         self.in_transaction = False
+        self.keeper: Any = None  # a session.Keeper while this session holds a lock for long
 
     def _special(self, sql: str) -> Optional[Any]:
         word = sql.lstrip()[:6].upper()
@@ -156,13 +157,35 @@ class ServerConnection:
             return _Rows()  # foreign_keys, synchronous, ...: always on, or not a server's business
         return None
 
-    def _run(self, sql: str, params: Sequence[Any]) -> Cursor:
+    def _driver(self, call: Callable[..., Any], *args: Any) -> Any:
+        """`call(*args)` on the driver, its errors as sqlite3's; timed and serialised while a keeper
+        (session.py) keeps this session, so that it knows when the server last answered."""
+        keeper = self.keeper
+        if keeper is None:
+            try:
+                return call(*args)
+            except self.engine.driver_errors() as exc:
+                raise self.engine.map_error(exc) from exc
+        with keeper.mutex:
+            sent = time.monotonic()
+            try:
+                result = call(*args)
+            except self.engine.driver_errors() as exc:
+                if self.engine.session_lost(exc):
+                    keeper.lose(f"the connection failed: {_one_line(exc)}")
+                else:
+                    keeper.confirmed = sent  # the server answered, with an error
+                raise self.engine.map_error(exc) from exc
+            keeper.confirmed = sent
+            return result
+
+    def _execute(self, sql: str, params: Sequence[Any]) -> Any:
         cursor = self.raw.cursor()
-        try:
-            cursor.execute(sql, tuple(params))
-        except self.engine.driver_errors() as exc:
-            raise self.engine.map_error(exc) from exc
-        return Cursor(cursor, self)
+        cursor.execute(sql, tuple(params))
+        return cursor
+
+    def _run(self, sql: str, params: Sequence[Any]) -> Cursor:
+        return Cursor(self._driver(self._execute, sql, params), self)
 
     def execute(self, sql: str, params: Any = ()) -> Any:
         special = self._special(sql) if sql[:1] in "BCRPbcrp " else None
@@ -185,10 +208,7 @@ class ServerConnection:
                                       [value for row in chunk for value in row])
             return cursor
         cursor = self.raw.cursor()
-        try:
-            cursor.executemany(_translated(self.engine, sql), rows)
-        except self.engine.driver_errors() as exc:
-            raise self.engine.map_error(exc) from exc
+        self._driver(cursor.executemany, _translated(self.engine, sql), rows)
         return Cursor(cursor, self)
 
     def execute_raw(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
@@ -196,18 +216,20 @@ class ServerConnection:
         return self._run(sql, params)
 
     def try_lock(self, name: str) -> bool:
-        cursor = self.raw.cursor()
-        try:
-            return bool(self.engine.try_lock(self.raw, cursor, name))
-        except self.engine.driver_errors() as exc:
-            raise self.engine.map_error(exc) from exc
+        return bool(self._driver(self.engine.try_lock, self.raw, self.raw.cursor(), name))
 
     def unlock(self, name: str) -> None:
-        cursor = self.raw.cursor()
-        try:
-            self.engine.unlock(self.raw, cursor, name)
-        except self.engine.driver_errors() as exc:
-            raise self.engine.map_error(exc) from exc
+        self._driver(self.engine.unlock, self.raw, self.raw.cursor(), name)
+
+    def keep_session(self, timeout: float) -> None:
+        """The engine's settings for a session that holds a lock for long (see session.py): the server
+        ends it after `timeout` seconds of silence, and not sooner."""
+        self._driver(self.engine.keep_session, self.raw, self.raw.cursor(), timeout)
+
+    @property
+    def lost(self) -> Optional[str]:
+        """Why the session kept by a keeper was lost, or None."""
+        return None if self.keeper is None else self.keeper.lost
 
     def fileno(self) -> Optional[int]:
         """The session's socket, which a forked worker must close (see tick._supervise_worker)."""
@@ -217,6 +239,9 @@ class ServerConnection:
         """Autocommit outside explicit transactions: nothing to do (sqlite3's signature)."""
 
     def close(self) -> None:
+        keeper, self.keeper = self.keeper, None
+        if keeper is not None:
+            keeper.stop()
         try:
             self.raw.close()
         except Exception:  # a connection the server or the network already closed
