@@ -11,6 +11,15 @@ the worker does not use (one host runs the periodic jobs per tick); each worker 
 after its runner token on the connection it writes with, and marks what it claims with that token.
 A pending message whose runner's lock can be taken has lost its session: it is settled like a run a
 kill cut. A worker that lost its session cannot commit any more either: its work is never settled twice.
+
+That holds only if the worker is dead before its session ends on the server, which session.py keeps
+true with one timing rule, T being `[run-cron] session_timeout` (default 30 s): the server ends a
+session silent for T seconds (set on the lock-holding sessions: MariaDB/MySQL `wait_timeout` and
+`net_read_timeout`/`net_write_timeout`, PostgreSQL 14+ `idle_session_timeout` and
+`idle_in_transaction_session_timeout`; older PostgreSQL: TCP keepalives and `tcp_user_timeout`, which
+only catch a host gone from the network), a live worker is never silent for T/6 (a keeper thread pings),
+and a worker whose requests go unanswered is killed within T/2 + 0.5 s of the last request the server
+answered. Client detects within T/2 + 0.5 s < server releases after T.
 """
 
 from __future__ import annotations
