@@ -194,7 +194,7 @@ def keep_worker_session(connection: Any, timing: Timing, board: Any) -> Keeper:
 class Watch:
     """What the supervisor checks while the worker runs: the worker's session, and its own.
 
-    Called (see supervisor.supervise's `watch`) first right after the fork, so the keeper of the
+    Called (see runtime.supervisor.supervise's `watch`) first right after the fork, so the keeper of the
     supervisor's own session starts its thread then, never before a fork. Returns why the worker
     must be killed, or None.
     """
