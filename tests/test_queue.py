@@ -60,6 +60,15 @@ def test_key_deduplicates_while_live(queue, runs):
     assert queue.enqueue("sync", key="lib-42") != first  # finished: a new one
 
 
+def test_text_matches_exactly_on_every_engine(queue):
+    # MariaDB's default collation (utf8mb4_general_ci) would make "K" and "k" one key, and one owner.
+    upper = queue.enqueue("sync", key="Lib-42", owner="User:7")
+    lower = queue.enqueue("sync", key="lib-42", owner="user:7")
+    assert upper != lower
+    assert [job.uuid for job in queue.jobs(owner="user:7")] == [lower]
+    assert [job.uuid for job in queue.jobs(type="SYNC")] == []
+
+
 def test_priority_then_fifo_and_delay(queue, runs):
     now = time.time()
     low = queue.enqueue("t", "low")

@@ -61,6 +61,11 @@ def socket_fd(raw: Any) -> Optional[int]:
     return sock.fileno() if sock is not None else None
 
 
+def create_table(sql: str) -> str:
+    """Text compares exactly here by default: no table options needed."""
+    return sql
+
+
 def translate(sql: str) -> str:
     return dialect.placeholders(dialect.scalar_min_max(dialect.strip_indexed_by(sql), null_strict=True))
 

@@ -356,7 +356,7 @@ def migrate(store: ServerDatabase, models: Models) -> int:
         time.sleep(0.05)
     try:
         for statement in _META_DDL:
-            connection.execute_raw(statement)
+            connection.execute_raw(engine.create_table(statement))
         version = schema_version_of(connection)
         if version > SCHEMA_VERSION:
             raise StoreError(store.url, f"schema version {version} is newer than this run-cron understands "
@@ -368,7 +368,7 @@ def migrate(store: ServerDatabase, models: Models) -> int:
                 connection.execute("BEGIN IMMEDIATE")
             try:
                 for statement in [*_create_statements(models), *engine.INDEXES]:
-                    _ddl(connection, statement)
+                    _ddl(connection, engine.create_table(statement))
                 connection.execute_raw("DELETE FROM run_cron_schema")
                 connection.execute_raw(f"INSERT INTO run_cron_schema (version) VALUES ({SCHEMA_VERSION})")
             except BaseException:
