@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import time
+from datetime import datetime
 
 from cronjobs.reports.status import CRITICAL, OK, WARNING, Facts, JobFacts, evaluate
 from cronjobs.runtime.idle import read_tick, record_tick
@@ -110,6 +112,33 @@ def test_a_running_tick_is_reported(project):
         lock.release()
     assert data["running"] is True
     assert data["summary"].endswith("; a tick is running")
+
+
+def test_a_running_tick_says_since_when(project):
+    project.write_jobs(JOBS + """
+@cronjobs.handler("slow")
+def slow(ctx, payload):
+    record("slow started")
+    while not os.path.exists(os.path.join(os.path.dirname(LOG), "finish")):
+        time.sleep(0.02)
+""")
+    project.run()
+    assert json.loads(project.run("status", "--json").stdout)["running_since"] is None
+    project.run("enqueue", "slow")
+    before = time.time()
+    tick = project.start("--time-limit", "60")
+    try:
+        project.wait_for(lambda: "slow started" in project.ran(), timeout=30)
+        data = json.loads(project.run("status", "--json").stdout)
+        after = time.time()
+    finally:
+        (project.path / "finish").touch()
+        tick.wait(60)
+    assert tick.returncode == 0, tick.stderr.read()
+    since = datetime.fromisoformat(data["running_since"]).timestamp()
+    assert (data["running"], int(before) <= since <= after) == (True, True)
+    assert re.search(r"; a tick is running \(for (\d+) s\)$", data["summary"]), data["summary"]
+    assert json.loads(project.run("status", "--json").stdout)["running_since"] is None  # ended
 
 
 def test_overdue_job_is_a_warning(project):

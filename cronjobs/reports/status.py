@@ -22,6 +22,7 @@ from ..errors import StoreError
 from ..host.files import loose_files, store_files
 from ..messages.queue import iso
 from ..registry import Registry
+from ..runtime.board import held_since
 from ..runtime.idle import no_schema, open_fast, read_tick
 from ..runtime.lock import LockError, SupervisorLock
 from ..runtime.runs import STATUSES
@@ -49,6 +50,7 @@ class Facts:
 
     meta: dict[str, str] = field(default_factory=dict)
     running: bool = False
+    running_since: Optional[float] = None  # when the running tick began, if its board says so
     queue: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUSES, 0))
     failed_messages: list[dict[str, Any]] = field(default_factory=list)
     jobs: list[JobFacts] = field(default_factory=list)
@@ -96,6 +98,7 @@ class Status:
             "stale_after": self.stale_after,
             "last_tick": self.last_tick,
             "running": self.facts.running,
+            "running_since": iso(self.facts.running_since),
             "queue": dict(self.facts.queue),
             "failed_messages": [dict(row, finished_at=iso(row.get("finished_at")))
                                 for row in self.facts.failed_messages],
@@ -173,7 +176,9 @@ def evaluate(facts: Facts, now: float, stale_after: float) -> Status:
         tick = (f"last tick {_ago(now - finished)} ago: {facts.meta.get('tick.outcome')}"
                 + (f" in {duration:.2f} s" if duration is not None else "")
                 + f" ({facts.meta.get('tick.trigger')})")
-    tick += "; a tick is running" if facts.running else ""
+    if facts.running:
+        since = facts.running_since
+        tick += "; a tick is running" + (f" (for {_ago(now - since)})" if since is not None else "")
     summary = f"{LABELS[code]} - " + "; ".join([*problems, tick] if code else [tick])
     return Status(code, summary, problems, facts, now, stale_after, problem_jobs)
 
@@ -184,6 +189,7 @@ def collect(config: Any, registry: Registry) -> Facts:
     Raises StoreError or LockError when they cannot be read (see `cannot_check`).
     """
     facts = Facts(running=SupervisorLock(config.lock_file).held_elsewhere())
+    facts.running_since = held_since(config.lock_file) if facts.running else None
     facts.loose_files = loose_files(store_files(config.database, config.lock_file, config.log.file))
     facts.meta = read_tick(config.database)
     connection = open_fast(config.database, config.busy_timeout)

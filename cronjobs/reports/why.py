@@ -12,6 +12,7 @@ from typing import Any, Optional
 
 from ..errors import StoreError, UnknownNameError
 from ..registry import Job, Registry
+from ..runtime.board import held_since
 from ..runtime.idle import no_schema, open_fast, read_tick
 from ..runtime.lock import SupervisorLock
 from ..scheduling.schedule import EPOCH, UTC, next_due
@@ -40,7 +41,7 @@ class _Ticks:
         self.trigger = meta.get("tick.trigger")
         self.outcome = meta.get("tick.outcome")
         self.running = SupervisorLock(config.lock_file).held_elsewhere()
-        self.held_since = _held_since(config) if self.running else None
+        self.held_since = held_since(config.lock_file) if self.running else None
         self.stale = self.finished is None or now - self.finished > config.stale_after
         self.now = now
 
@@ -70,15 +71,6 @@ class _Ticks:
             lines.append(f"the last tick (started {_at(self.started, tz)}, {self.outcome}) did not reach it: its "
                          "time budget was spent on the work before it, or it was cut at its time limit")
         return lines
-
-
-def _held_since(config: Any) -> Optional[float]:
-    """When the tick holding this host's lock began: its board says so (the lock and the board are per
-    host, on a server engine too; the tick facts are written only when a tick ends)."""
-    from ..runtime.board import peek_started
-    from ..runtime.tick import board_file
-
-    return peek_started(board_file(config))
 
 
 def _clock(timestamp: float, now: float, tz: Any) -> str:

@@ -165,6 +165,17 @@ def peek_current(path: str) -> Optional[int]:
     return current if current > 0 else None
 
 
+def path_beside(lock_file: str) -> str:
+    """The board of the ticks that take `lock_file`: beside it, per host, like the lock."""
+    return lock_file + ".board"
+
+
+def held_since(lock_file: str) -> Optional[float]:
+    """When the tick now holding `lock_file` began (its board says so; the tick facts are written only
+    when a tick ends), or None."""
+    return peek_started(path_beside(lock_file))
+
+
 def peek_started(path: str, capacity: int = CAPACITY) -> Optional[float]:
     """When the tick working with the board file at `path` began, read without writing; None when no
     tick has said so since this boot (an idle tick, which never touches the board, holds the lock for

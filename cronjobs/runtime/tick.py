@@ -308,7 +308,9 @@ def _supervise(
 
 def board_file(config: Config) -> str:
     """The worker's board, beside the lock file: per host, like the lock."""
-    return config.lock_file + ".board"
+    from .board import path_beside
+
+    return path_beside(config.lock_file)
 
 
 def _supervise_worker(config: Config, registry: Registry, result: TickResult, tz: Any, *, board: Any,
