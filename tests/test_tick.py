@@ -191,6 +191,21 @@ def blocked(ctx):
     assert result.returncode == 1
 
 
+def test_a_time_limit_shorter_than_creating_the_store_never_cuts_its_schema(project):
+    """The first tick creates the schema before it forks its worker, on every engine: a worker cut at
+    the limit mid-migration left a server store without tables (PostgreSQL rolls the DDL back), and
+    the tick's settling then failed on them ('no such table: job_state', exit 2)."""
+    from cronjobs.store import SCHEMA_VERSION
+
+    project.write_jobs("@cronjobs.daily\ndef d(ctx): record('d')\n")
+    result = project.run("--time-limit", "0.05")
+    assert "error" not in result.stderr, result.stderr
+    with project.connect() as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert project.run().returncode == 0
+    assert project.ran() == ["d"]
+
+
 def test_force_runs_only_the_forced_jobs(project):
     project.write_jobs(ORDERED_JOBS.replace('raise ValueError("boom")', "pass"))
     project.run()

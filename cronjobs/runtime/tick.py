@@ -7,7 +7,6 @@ the trigger name and what they do with the returned `TickResult` differ.
 from __future__ import annotations
 
 import logging
-import os
 import sqlite3
 import time
 from typing import Any, Callable, Optional
@@ -251,12 +250,13 @@ def _supervise(
     periodic: bool = True,
     session: Any = None,
 ) -> None:
+    from ..store import has_schema
     from .board import Board
     from .runs import Runs
 
     registry.validate()  # a bad cron expression is a configuration error, before any work starts
     server = "://" in config.database
-    if not server and not os.path.exists(config.database):
+    if not has_schema(config.database, session):
         _prepare_store(config)  # create the schema here, so the worker is never cut mid-migration
     runner = None
     if server:

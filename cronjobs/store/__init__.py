@@ -20,6 +20,7 @@ _NAMES = {
 
 __all__ = [
     "SCHEMA_VERSION",
+    "has_schema",
     "Models",
     "connect_store",
     "make_models",
@@ -46,6 +47,24 @@ def connect_store(database: str, busy_timeout: float = 10.0, synchronous: str = 
     from . import sqlite
 
     return sqlite.connect_store(database, busy_timeout, synchronous, upgrade=upgrade)
+
+
+def has_schema(database: str, connection: Any = None) -> bool:
+    """Whether `database` has its tables yet: the SQLite file exists, or the server store has a schema
+    version (read through `connection`, an open_fast one, if given)."""
+    if "://" not in database:
+        import os
+
+        return os.path.exists(database)
+    from .server import open_fast, schema_version_of
+
+    own = connection is None
+    connection = open_fast(database) if own else connection
+    try:
+        return schema_version_of(connection) > 0
+    finally:
+        if own:
+            connection.close()
 
 
 def upgrade(database: str, busy_timeout: float = 10.0, synchronous: str = "NORMAL") -> tuple[int, int]:
