@@ -101,8 +101,13 @@ def rows(browser: Browser, table: str) -> dict[str, str]:
 
 
 def click_in_row(browser: Browser, css: str, label: str) -> None:
+    """Click the row's button and wait for the page its form leads to: until then the old page, with
+    the last action's notice, is still there to be read."""
     (button,) = [b for b in browser.find(css).find_all("button") if b.text == label]
+    browser.script("window.beforeTheClick = true")
     button.click()
+    browser.wait_for(lambda: browser.script("return document.readyState === 'complete' && !window.beforeTheClick"),
+                     what="the page after the click")
 
 
 def notice(browser: Browser) -> str:
