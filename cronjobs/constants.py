@@ -12,6 +12,10 @@ INTERVALS = ("yearly", "monthly", "weekly", "daily", "hourly", "minutely")
 #: The schedule of a job that runs only when named (`@cronjobs.manual`).
 MANUAL = "manual"
 
+#: `run_at` of a parent that waits for its children (see messages.family): year 3000, never due. A running
+#: message carries it once another process gave it a child, so that its completion waits for that child.
+WAITING = 32503680000.0
+
 #: Outcomes of a run that count as failures: retried with backoff, reported, exit code 1.
 FAILED_OUTCOMES = frozenset({"failed", "timeout", "crashed"})
 

@@ -4,8 +4,11 @@ A parent whose handler has finished waits for its children: it stays `new` with 
 `WAITING` (so no claim takes it and no idle check counts it), and once every child has finished it
 completes, or fails when a child failed for good or was cancelled and that child was queued with
 `on_child_failure="fail"` (the default; "ignore" lets the parent complete anyway). The relation is
-in a table of its own, created on first use (portable SQL): the main schema does not change.
-Children are ordinary messages: checkpoints, retries, kills and recovery treat them as any other.
+in a table of its own, created on first use (portable SQL): the main schema does not change. A
+worker knows of that table from its claim on; a message given a child while it runs is marked
+(`run_at` at `WAITING` already, see `add_child`), so its completion waits even when the table did not
+exist at its claim (runs.py). Children are ordinary messages: checkpoints, retries, kills and
+recovery treat them as any other.
 """
 
 from __future__ import annotations
@@ -14,8 +17,8 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional
 
-#: `run_at` of a parent waiting for its children: year 3000, never due.
-WAITING = 32503680000.0
+from ..constants import WAITING  # `run_at` of a parent waiting for its children
+
 ON_CHILD_FAILURE = ("fail", "ignore")
 #: How many generations below a message `show` and the status page read, and how many descendants at
 #: most (beyond a message's own children): enough for any real split of work, bounded against a
@@ -63,8 +66,10 @@ def add_child(db: sqlite3.Connection, parent: str, child: str, on_failure: str) 
 
     # The parent's row lock: on a server, its completion on another host waits for this child to commit
     # (and then holds it), or has committed and this child is refused. SQLite's BEGIN IMMEDIATE serializes.
-    if not db.execute("UPDATE message SET status = status WHERE uuid = ? AND status IN ('new', 'pending')",
-                      (parent,)).rowcount:
+    # A running parent is marked (run_at WAITING, unused while it runs): the worker running it may have
+    # looked for this table before it existed, and its completion holds a marked message all the same.
+    if not db.execute("UPDATE message SET run_at = CASE WHEN status = 'pending' THEN ? ELSE run_at END "
+                      "WHERE uuid = ? AND status IN ('new', 'pending')", (WAITING, parent)).rowcount:
         row = db.execute("SELECT status FROM message WHERE uuid = ?", (parent,)).fetchone()
         if row is None:
             raise MessageNotFound(parent)

@@ -22,6 +22,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any, Callable, ContextManager, Iterable, Optional
 
+from ..constants import WAITING
 from ..errors import Cancelled
 from ..messages.insert import insert_message, new_uuid  # noqa: F401 (new_uuid re-exported)
 from .board import Board, BoardState
@@ -34,6 +35,10 @@ CONTINUED = "continued"
 MAX_BACKOFF = 3600.0
 
 _RUN_COLUMNS = "id, uuid, kind, type, payload, attempts, max_attempts, offset_json, state_json, seq, started_at"
+#: The SET of a completion. A message that another process gave a child while it ran was marked (run_at
+#: WAITING, see family.add_child): it waits for its children instead, as `family.hold_parents` has it, even
+#: when the worker found no table of children at its claim. No statement more for anyone.
+_COMPLETED = f"status = CASE WHEN run_at = {WAITING!r} THEN 'new' ELSE 'completed' END, progress = 100"
 
 
 @dataclass
@@ -110,6 +115,10 @@ class Runs:
         "UPDATE message SET status = 'pending', started_at = ?, attempt_started_at = ?, attempt_seq = seq WHERE id = ?"
     )
     _mark_started = "UPDATE message SET status = 'pending', attempt_started_at = ?, attempt_seq = seq WHERE id = ?"
+    # A message that waits keeps its finished_at, NULL while it runs: not a literal NULL, beside which
+    # PostgreSQL would read the parameter as text.
+    _complete_one = (f"UPDATE message SET {_COMPLETED}, finished_at = CASE WHEN run_at = {WAITING!r} "
+                     "THEN finished_at ELSE ? END, attempt_started_at = NULL WHERE id = ? AND status = 'pending'")
 
     def __init__(self, connection: sqlite3.Connection, retry_backoff: float = 60.0,
                  board: Optional[Board] = None) -> None:
@@ -122,7 +131,9 @@ class Runs:
     def _look_for_families(self) -> None:
         """Once the table of child messages exists, completions check for children (see `family`).
 
-        Asked before a transaction, never inside one: on PostgreSQL a failed statement ends it.
+        Asked after a claim has committed, never inside a transaction (on PostgreSQL a failed statement
+        ends it): a child added before the claim is seen here, and one added to the claimed message
+        since then marks it (`family.add_child`), which its completion sees without asking.
         """
         if not self._families and not self.db.in_transaction:
             from ..messages.family import exists
@@ -141,12 +152,9 @@ class Runs:
         self.db.executemany(self._mark_claimed, [(run.started_at, now, run.id) for run in claimed])
 
     def _complete_rows(self, rows: list[tuple[float, int]]) -> None:
-        """Mark runs completed: (finished_at, id) each, if still pending (not cancelled meanwhile)."""
-        self.db.executemany(
-            "UPDATE message SET status = 'completed', progress = 100, finished_at = ?, "
-            "attempt_started_at = NULL WHERE id = ? AND status = 'pending'",
-            rows,
-        )
+        """Mark runs completed: (finished_at, id) each, if still pending (not cancelled meanwhile); one
+        given a child by another process while it ran waits for its children instead (`_COMPLETED`)."""
+        self.db.executemany(self._complete_one, rows)
 
     def _pending_rows(self) -> list[tuple[Any, ...]]:
         """Runs left pending by a dead worker (here: all, as the supervisor lock proves)."""
@@ -176,7 +184,6 @@ class Runs:
         excluded = tuple(exclude_types)
         ids = tuple(exclude_ids)
 
-        self._look_for_families()
         def write() -> list[Run]:
             sql = self._claim_sql(len(excluded), limit, len(ids))
             rows = self.db.execute(sql, (now, *excluded, *ids)).fetchall()
@@ -186,7 +193,10 @@ class Runs:
                 self._mark_claimed_rows(claimed, now)
             return claimed
 
-        return self._finish(write)
+        claimed = self._finish(write)
+        if claimed:
+            self._look_for_families()
+        return claimed
 
     def claim_message(self, now: float, exclude_types: Iterable[str] = ()) -> Optional[Run]:
         """The next runnable message, marked pending; None when none is runnable."""
@@ -199,17 +209,18 @@ class Runs:
         if ids:
             self._finish(lambda: self.db.executemany(
                 # started_at equal to this claim's time was set by this claim: the message never ran.
-                # started_at first: MariaDB assigns left to right and reads the new values after.
+                # started_at and run_at first: MariaDB assigns left to right and reads the new values after.
+                # A message given a child meanwhile (run_at WAITING) is due again, not waiting.
                 "UPDATE message SET status = 'new', started_at = CASE "
-                "WHEN started_at = attempt_started_at THEN NULL ELSE started_at END, attempt_started_at = NULL "
-                "WHERE id = ? AND status = 'pending'",
+                "WHEN started_at = attempt_started_at THEN NULL ELSE started_at END, "
+                f"run_at = CASE WHEN run_at = {WAITING!r} THEN attempt_started_at ELSE run_at END, "
+                "attempt_started_at = NULL WHERE id = ? AND status = 'pending'",
                 ids,
             ))
 
     def start_job_run(self, job_name: str, now: float, resume: Optional[str] = None) -> Run:
         """Open a run of a periodic job: resume its unfinished run `resume`, or create one."""
 
-        self._look_for_families()
         def write() -> Run:
             row = None
             if resume:
@@ -232,7 +243,9 @@ class Runs:
             self.db.execute(self._mark_started, (now, run.id))
             return run
 
-        return self._finish(write)
+        run = self._finish(write)
+        self._look_for_families()
+        return run
 
     # -- while running ------------------------------------------------------------------------
 
@@ -339,11 +352,7 @@ class Runs:
             hold_parents(self.db, [run.uuid for run, _ in self._completed if run.id not in cancelled])
 
     def _mark_completed(self, run: Run, now: float) -> str:
-        cursor = self.db.execute(
-            "UPDATE message SET status = 'completed', progress = 100, finished_at = ?, "
-            "attempt_started_at = NULL WHERE id = ? AND status = 'pending'",
-            (now, run.id),
-        )
+        cursor = self.db.execute(self._complete_one, (now, run.id))
         outcome = COMPLETED if cursor.rowcount else CANCELLED
         self._insert_attempt(run, now, outcome, None, None)
         if outcome == COMPLETED and self._families:
@@ -475,6 +484,7 @@ class Runs:
         the transaction that completes or charges a run. `why` is the error recorded instead of the
         one `reason` implies.
         """
+        self._look_for_families()  # the successes it commits are parents' completions too
         current = board.current if board is not None else None
         done_ids = set(board.done) if board is not None else set()
         claimed_ids = set(board.claimed) if board is not None else set()

@@ -12,8 +12,9 @@ import time
 import uuid as uuidlib
 from typing import Any, Iterator, Optional, cast
 
+from ..constants import WAITING
 from ..errors import StoreError
-from ..runtime.runs import _RUN_COLUMNS, Run, Runs
+from ..runtime.runs import _COMPLETED, _RUN_COLUMNS, Run, Runs
 from .server import RATES_LOCK, RUNNER_PREFIX, ServerConnection
 
 
@@ -72,8 +73,8 @@ class ServerRuns(Runs):
         for start in range(0, len(rows), 500):
             chunk = rows[start:start + 500]
             self.db.execute(
-                "UPDATE message SET status = 'completed', progress = 100, finished_at = CASE id "
-                f"{' '.join(when for _ in chunk)} END, attempt_started_at = NULL "
+                f"UPDATE message SET {_COMPLETED}, finished_at = CASE WHEN run_at = {WAITING!r} THEN NULL "
+                f"ELSE CASE id {' '.join(when for _ in chunk)} END END, attempt_started_at = NULL "
                 f"WHERE id IN ({', '.join('?' * len(chunk))}) AND status = 'pending'",
                 (*[value for finished, run_id in chunk for value in (run_id, finished)],
                  *[run_id for _, run_id in chunk]),
