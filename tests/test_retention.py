@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 import uuid as uuidlib
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
+from conftest import needs_faketime
 
 from cronjobs.errors import Retry
 from cronjobs.runtime.retention import NAME, PruneJob, connect, prune
@@ -156,3 +159,68 @@ def test_prune_job_gives_way_and_continues_in_the_next_tick(project, store):
     assert 4 < len(remaining(project)) < 450 + 8  # some went, and it stopped when told
     PruneJob(project.store, 10.0, 30)(FakeContext())
     assert len(remaining(project)) == 4
+
+
+FAMILIES = """
+@cronjobs.handler("import")
+def importer(ctx, payload):
+    for n in range(2):
+        ctx.enqueue_child("import.part", {"n": n})
+
+@cronjobs.handler("fanout")
+def fanout(ctx, payload):  # a batch, as a web request queues it
+    with cronjobs.connect(database=STORE) as queue:
+        queue.batch([("part", {}), ("part", {})], then=("report", {}))
+
+@cronjobs.handler("import.part")
+def part(ctx, payload): pass
+
+@cronjobs.handler("part")
+def batch_part(ctx, payload): pass
+
+@cronjobs.handler("report")
+def report(ctx, payload): pass
+
+@cronjobs.hourly(catch_up="skip")
+def sync(ctx): record("sync", time.strftime("%Y-%m-%d %H:%M", time.gmtime()))
+"""
+SIDE_TABLES = ("message_child", "flow", "flow_member", "slot_ledger")
+
+
+def side_rows(project) -> int:
+    with project.connect() as db:
+        return sum(db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] for table in SIDE_TABLES)
+
+
+@needs_faketime
+def test_purge_deletes_the_records_of_old_families_batches_and_missed_slots(project):
+    project.write_jobs(f"STORE = {project.store!r}\n" + FAMILIES)
+    for args in (("enqueue", "import"), ("enqueue", "fanout"), ()):
+        assert project.run_at("2025-01-01 10:00:10", *args).returncode == 0
+    assert project.run_at("2025-01-01 15:00:10").returncode == 0  # sync: 11:00 to 14:00 skipped, 15:00 runs
+    assert project.run("pause", "run-cron.prune").returncode == 0  # `purge` prunes, not the daily job
+    recent = project.run_at("2025-02-10 12:00:05", "enqueue", "import").stdout.strip()
+    assert project.run_at("2025-02-10 12:00:10").returncode == 0  # 40 days of hourly slots skipped
+    before = side_rows(project)
+
+    result = project.run_at("2025-02-10 12:05:00", "purge")
+
+    assert result.returncode == 0, result.stderr
+    found = re.fullmatch(r"run-cron: deleted 7 finished message\(s\) and 3 job run\(s\) older than 30 days; "
+                         r"(\d+) record\(s\) of families, batches, chains and missed slots\n", result.stdout)
+    assert found is not None, result.stdout
+    assert int(found.group(1)) == before - side_rows(project) > 200  # 2 links, a batch, 3 members, slots
+    cutoff = datetime(2025, 1, 11, 12, 5, tzinfo=timezone.utc).timestamp()
+    with project.connect() as db:
+        assert {row[0] for row in db.execute("SELECT parent_uuid FROM message_child")} == {recent}
+        assert db.execute("SELECT COUNT(*) FROM flow").fetchone()[0] == 0
+        assert db.execute("SELECT COUNT(*) FROM flow_member").fetchone()[0] == 0
+        oldest, skipped = db.execute(
+            "SELECT MIN(slot), SUM(CASE WHEN action = 'skipped' THEN 1 ELSE 0 END) FROM slot_ledger").fetchone()
+    assert oldest >= cutoff
+    history = json.loads(project.run_at("2025-02-10 12:06:00", "history", "--json", "--job", "sync",
+                                        "--limit", "2000").stdout)
+    missed = [entry["started_at"] for entry in history if entry["outcome"] == "missed (skipped)"]
+    assert len(missed) == skipped and min(missed) == "2025-01-11T13:00:00+00:00"  # the window's, all of them
+    assert project.run_at("2025-02-10 13:00:10").returncode == 0
+    assert project.ran()[-1] == "sync 2025-02-10 13:00"  # the next slot: the ledger still knows the last

@@ -444,6 +444,8 @@ def purge(state: State, config_path: Optional[str], failed: bool) -> None:
     if not state.quiet:
         click.echo(f"run-cron: deleted {pruned.messages} finished message(s) and {pruned.job_runs} job run(s) "
                    f"older than {config.retention_days:g} days"
+                   + (f"; {pruned.records} record(s) of families, batches, chains and missed slots"
+                      if pruned.records else "")
                    + (f", and {failed_count} failed message(s)" if failed else ""))
 
 

@@ -2,10 +2,12 @@
 
 Completed and cancelled messages, and finished runs of periodic jobs, are deleted once they finished
 more than `retention_days` ago, with their attempts (the history), warnings and attachments (foreign
-keys cascade). Failed messages stay until a person retries them or deletes them with
-`run-cron purge --failed`. Deletes go in small batches, each its own short transaction, so a web
-request that enqueues meanwhile waits milliseconds, and a run stops early when its tick runs out of
-time and continues in the next tick. Only the standard library: this module is imported on every tick.
+keys cascade); then the records of families, batches, chains and missed slots that only concern what
+is gone or finished before then (`retention_tables`). Failed messages stay until a person retries
+them or deletes them with `run-cron purge --failed`. Deletes go in small batches, each its own short
+transaction, so a web request that enqueues meanwhile waits milliseconds, and a run stops early when
+its tick runs out of time and continues in the next tick. Only the standard library: this module is
+imported on every tick.
 """
 
 from __future__ import annotations
@@ -32,15 +34,18 @@ _PRUNABLE = (
 
 
 class Pruned:
-    """How many rows of `message` went (their attempts, warnings and attachments with them).
+    """How many rows of `message` went (their attempts, warnings and attachments with them), and how
+    many `records` of the tables created on first use (parent-child links, batches and chains with
+    their members, ledger slots).
 
     A plain class, not a dataclass: this module is imported by every tick, idle ones included.
     """
 
-    def __init__(self, messages: int = 0, job_runs: int = 0, done: bool = True) -> None:
+    def __init__(self, messages: int = 0, job_runs: int = 0, done: bool = True, records: int = 0) -> None:
         self.messages = messages
         self.job_runs = job_runs
         self.done = done
+        self.records = records
 
     @property
     def total(self) -> int:
@@ -93,6 +98,9 @@ def prune(
             if should_stop():
                 result.done = False
                 return result
+    from .retention_tables import prune_tables  # not on the path of a tick that prunes nothing
+
+    result.records, result.done = prune_tables(connection, cutoff, batch, should_stop)
     return result
 
 
@@ -126,8 +134,9 @@ class PruneJob:
                            should_stop=lambda: ctx.should_stop() or time.monotonic() - began > self.max_seconds)
         finally:
             connection.close()
-        ctx.log.info("pruned %d message(s) and %d job run(s) older than %g days",
-                     result.messages, result.job_runs, self.retention_days)
+        ctx.log.info("pruned %d message(s) and %d job run(s) older than %g days, and %d record(s) of families, "
+                     "batches, chains and missed slots", result.messages, result.job_runs, self.retention_days,
+                     result.records)
         if not result.done:
             raise Retry(0, "more to prune: continuing in the next tick")
 
@@ -142,14 +151,15 @@ def register(registry: Any, config: Any) -> None:
 
 
 def run_now(config: Any, failed: bool = False, now: Optional[float] = None) -> tuple[Pruned, int]:
-    """`run-cron purge`: prune by age to the end now; with `failed`, also delete every failed message."""
+    """`run-cron purge`: prune by age to the end now; with `failed`, also delete every failed message
+    (first, so that the records of families and flows that only concern them go in the same run)."""
     try:
         connection = connect(config.database, config.busy_timeout)
         if connection is None:
             return Pruned(), 0
         try:
-            result = prune(connection, time.time() if now is None else now, config.retention_days)
-            return result, purge_failed(connection) if failed else 0
+            purged = purge_failed(connection) if failed else 0
+            return prune(connection, time.time() if now is None else now, config.retention_days), purged
         finally:
             connection.close()
     except sqlite3.Error as exc:
