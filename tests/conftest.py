@@ -293,6 +293,13 @@ class Project:
         database = str(self.settings["database"])
         return database if "://" in database else project_store(self.path / database)
 
+    @property
+    def engine(self) -> str:
+        """sqlite, postgresql or mysql: the store's engine, for a test's own SQL in its dialect."""
+        from cronjobs.store.url import parse
+
+        return parse(self.store).engine if "://" in self.store else "sqlite"
+
     def write_config(self, extra: str = "", **settings: Any) -> None:
         self.settings.update(settings)
         # On SQLite the config keeps the name as the test gave it (relative to the config's folder).

@@ -375,7 +375,21 @@ def test_unwritable_tick_file_is_an_error_line(project):
     assert [p.name for p in project.path.iterdir() if ".sqlite3-tick." in p.name] == []
 
 
-@pytest.mark.sqlite_only("an SQLite trigger injects the failure")
+#: A trigger that refuses the update recording a periodic run's end, in each engine's dialect.
+REFUSE_STATE = {
+    "sqlite": ["CREATE TRIGGER refuse_state BEFORE UPDATE OF last_outcome ON job_state "
+               "BEGIN SELECT RAISE(ABORT, 'injected failure'); END"],
+    "postgresql": ["CREATE FUNCTION refuse_state() RETURNS trigger LANGUAGE plpgsql AS "
+                   "'BEGIN RAISE EXCEPTION ''injected failure''; END'",
+                   "CREATE TRIGGER refuse_state BEFORE UPDATE OF last_outcome ON job_state "
+                   "FOR EACH ROW EXECUTE PROCEDURE refuse_state()"],
+    # no UPDATE OF column here: the end of a run is the update that moves last_finished
+    "mysql": ["CREATE TRIGGER refuse_state BEFORE UPDATE ON job_state FOR EACH ROW "
+              "IF NOT (NEW.last_finished <=> OLD.last_finished) THEN "
+              "SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'injected failure'; END IF"],
+}
+
+
 def test_a_job_run_and_its_job_state_are_committed_together(project):
     """The run's completion and its job_state update are one transaction: a failure (or a kill)
     between them must not leave a completed run the schedule never heard of, or it runs again."""
@@ -384,13 +398,13 @@ def test_a_job_run_and_its_job_state_are_committed_together(project):
 def report(ctx): record("report")
 """)
     assert project.run().returncode == 0
-    with sqlite3.connect(project.database) as db:
-        db.execute("CREATE TRIGGER refuse_state BEFORE UPDATE OF last_outcome ON job_state "
-                   "BEGIN SELECT RAISE(ABORT, 'injected failure'); END")
+    with project.connect() as db:
+        for statement in REFUSE_STATE[project.engine]:
+            db.execute(statement)
     result = project.run("--force", "report")
     assert result.returncode == 2 and "injected failure" in result.stderr
     assert "Traceback" not in result.stderr
-    with sqlite3.connect(project.database) as db:
+    with project.connect() as db:
         runs = db.execute("SELECT uuid, status FROM message WHERE type = 'report' ORDER BY id").fetchall()
         current = db.execute("SELECT current FROM job_state WHERE name = 'report'").fetchone()[0]
     assert runs[0][1] == "completed"
