@@ -121,6 +121,8 @@ def test_sqlite_min_max_rewrites_keep_their_null_semantics():
     assert scalar_min_max("SELECT MAX(MIN(a, b), c)") == "SELECT GREATEST(LEAST(a, b), c)"
     assert scalar_min_max("MIN(a, :now)", null_strict=True) == (
         "(CASE WHEN (a) IS NULL OR (:now) IS NULL THEN NULL ELSE LEAST(a, :now) END)")
+    with pytest.raises(ValueError, match="no bound parameter"):  # it would count twice, and have no type
+        scalar_min_max("UPDATE t SET a = MIN(a, ?)", null_strict=True)
 
 
 @pytest.mark.parametrize("engine, module, extra",

@@ -16,7 +16,7 @@ python=.venv/bin/python
 [ -x "$python" ] || python=python3
 MODULES=(tests/test_tick.py tests/test_queue_e2e.py tests/test_schedule_e2e.py tests/test_catchup_e2e.py
          tests/test_jobopts_e2e.py tests/test_context_e2e.py tests/test_history.py tests/test_retention.py
-         tests/test_status.py tests/test_web.py tests/test_web_page.py)
+         tests/test_status.py tests/test_web.py tests/test_web_page.py tests/test_skew.py)
 LEFT_OUT=(
     # the CLI's own paths and arguments, before any store
     tests/test_tick.py::test_force_unknown_job_is_a_usage_error

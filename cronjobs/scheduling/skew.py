@@ -41,9 +41,13 @@ def correct_skew(db: sqlite3.Connection, now: float, tolerance: float = SKEW_TOL
                 max(job_ahead or 0, message_ahead or 0), jobs, messages)
     db.execute("BEGIN IMMEDIATE")
     try:
+        # CASE, not MIN(column, :now): the same on every engine (a NULL time stays NULL), each parameter
+        # typed by its comparison (PostgreSQL gives none to a parameter it only sees in MIN's rewrite)
         db.execute(
-            "UPDATE job_state SET last_run = MIN(last_run, :now), last_finished = MIN(last_finished, :now), "
-            f"first_seen = MIN(first_seen, :now), next_due = NULL WHERE {_JOBS}", values)
+            "UPDATE job_state SET last_run = CASE WHEN last_run > :now THEN :now ELSE last_run END, "
+            "last_finished = CASE WHEN last_finished > :now THEN :now ELSE last_finished END, "
+            f"first_seen = CASE WHEN first_seen > :now THEN :now ELSE first_seen END, next_due = NULL WHERE {_JOBS}",
+            values)
         db.execute(f"UPDATE message SET run_at = :now + (run_at - created_at), created_at = :now WHERE {_MESSAGES}",
                    values)
     except BaseException:

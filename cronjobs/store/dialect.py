@@ -27,7 +27,8 @@ def scalar_min_max(sql: str, null_strict: bool = False) -> str:
     """SQLite's MAX(a, b) and MIN(a, b) with several arguments are GREATEST and LEAST elsewhere.
 
     SQLite's (and MariaDB's) are NULL when an argument is NULL; PostgreSQL's ignore NULLs, so with
-    `null_strict` a NULL argument gives NULL explicitly.
+    `null_strict` a NULL argument gives NULL explicitly. That repeats each argument, so none may be a
+    bound parameter there (it would count twice, and `? IS NULL` has no type): ValueError.
     """
     out, i = [], 0
     upper = sql.upper()
@@ -60,6 +61,8 @@ def scalar_min_max(sql: str, null_strict: bool = False) -> str:
             args = [scalar_min_max(sql[a + 1:b].strip(), null_strict) for a, b in zip(bounds, bounds[1:])]
             call = f"{'GREATEST' if name == 'MAX' else 'LEAST'}({', '.join(args)})"
             if null_strict:
+                if any("?" in arg for arg in args):
+                    raise ValueError(f"no bound parameter in a MIN or MAX of several values here: {sql}")
                 call = f"(CASE WHEN {' OR '.join(f'({a}) IS NULL' for a in args)} THEN NULL ELSE {call} END)"
             out.append(sql[i:start] + call)
         i = j + 1
