@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -88,7 +87,7 @@ def test_kill_9_of_the_supervisor_mid_batch_charges_only_the_run_in_flight(proje
     """The host kill -9s the tick (the worker dies with it): messages only claimed in the batch
     go back untouched; at most the one in flight per kill uses an attempt."""
     project.write_jobs(FAST)
-    database, models = connect_store(str(project.database))
+    database, models = connect_store(project.store)
     queue = Queue(database, models)
     uuids = {queue.enqueue("fast", i) for i in range(600)}
     database.close()
@@ -101,7 +100,7 @@ def test_kill_9_of_the_supervisor_mid_batch_charges_only_the_run_in_flight(proje
         tick.wait()
         kills += 1
         time.sleep(0.3)  # its worker dies with it (PR_SET_PDEATHSIG)
-        with sqlite3.connect(project.database) as db:
+        with project.connect() as db:
             pending = db.execute("SELECT COUNT(*) FROM message WHERE status = 'pending'").fetchone()[0]
         if len(project.ran()) >= len(uuids):
             break
@@ -110,10 +109,10 @@ def test_kill_9_of_the_supervisor_mid_batch_charges_only_the_run_in_flight(proje
     for _ in range(10):
         result = project.run("--time-limit", "0")
         assert result.returncode == 0, result.stderr
-        with sqlite3.connect(project.database) as db:
+        with project.connect() as db:
             if not db.execute("SELECT 1 FROM message WHERE status != 'completed'").fetchone():
                 break
-    with sqlite3.connect(project.database) as db:
+    with project.connect() as db:
         rows = db.execute("SELECT uuid, status, attempts FROM message WHERE type = 'fast'").fetchall()
     assert {status for _, status, _ in rows} == {"completed"}
     charged = {uuid for uuid, _, attempts in rows if attempts}

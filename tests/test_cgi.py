@@ -73,7 +73,7 @@ def test_a_copied_script_finds_the_project_and_its_config_through_run_cron_home(
     # A copy (not a symlink) of the script: $RUN_CRON_HOME names the project, whose .venv/ and
     # config/run-cron.ini it uses when $RUN_CRON_CONFIG is not set.
     project = tmp_path / "project"
-    web_project(project / "config")
+    site = web_project(project / "config")
     (project / ".venv").symlink_to(ROOT / ".venv")
     (project / "cronjobs").symlink_to(ROOT / "cronjobs")
     copy = tmp_path / "cgi-bin" / "run-cron.cgi"
@@ -81,7 +81,8 @@ def test_a_copied_script_finds_the_project_and_its_config_through_run_cron_home(
     shutil.copy2(CGI, copy)
     done = run_cgi(None, "/run", "token=" + TOKEN, env={"RUN_CRON_HOME": str(project)}, script=copy)
     assert split(done.stdout)[0][0] == "Status: 200 OK", done.stderr
-    assert (project / "config" / "db.sqlite3").exists()
+    with site.connect() as db:  # the config's store (on SQLite config/db.sqlite3) has the tick's run
+        assert db.execute("SELECT status FROM message WHERE type = 'every_minute'").fetchall() == [("completed",)]
 
 
 class Lighttpd:
