@@ -22,6 +22,8 @@ from typing import Iterator, Optional
 import pytest
 from conftest import Project, Serve, cli_env
 
+pytestmark = pytest.mark.sqlite_only("a damaged, full, read-only or foreign-owned SQLite file")
+
 NOBODY = 65534
 AS_NOBODY = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
 

@@ -19,6 +19,7 @@ def levels(findings):
     return {finding.check: finding.level for finding in findings}
 
 
+@pytest.mark.sqlite_only("doctor's checks of an SQLite project (WAL, file modes)")
 def test_a_healthy_sqlite_project_is_ok(project):
     project.write_jobs("")
     assert project.run().returncode == 0
@@ -41,6 +42,7 @@ def test_sqlite_on_nfs_is_critical_with_what_to_do(tmp_path):
     assert "move the file to a local disk" in nfs.fix and "server engine" in nfs.fix
 
 
+@pytest.mark.sqlite_only("an SQLite file's schema version and modes")
 def test_an_old_schema_and_loose_modes_are_reported_with_exit_codes(project):
     project.write_jobs("")
     assert project.run().returncode == 0

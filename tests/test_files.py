@@ -42,6 +42,7 @@ def run_with_umask(project: Project, umask: int, *args: str) -> subprocess.Compl
     return result
 
 
+@pytest.mark.sqlite_only("the modes of the SQLite file and its companions")
 @pytest.mark.parametrize("umask", [0o022, 0o000])
 def test_every_file_run_cron_writes_is_0600(project, umask):
     project.write_config(LOG)
@@ -65,6 +66,7 @@ def test_every_file_run_cron_writes_is_0600(project, umask):
     assert (project.path / "report.txt").read_bytes() == b"private payload"
 
 
+@pytest.mark.sqlite_only("the mode of an existing SQLite file")
 def test_an_existing_file_keeps_its_mode_and_status_warns(project):
     project.write_jobs(JOBS.replace("@cronjobs.daily", "@cronjobs.yearly"))
     assert project.run().returncode == 0
