@@ -4,8 +4,8 @@
 # (gitignored), the project installed with its test extras, the tests run with that interpreter (the
 # CLI the tests start is `sys.executable -m cronjobs`, so the subprocesses run on it too).
 #
-# Budget: .ci/run must stay well under 15 minutes on a 2-core machine and the main suite takes ~7 of
-# them, so both run the same representative subset, under a minute each: the core modules' unit tests
+# Budget: .ci/run must stay well under 15 minutes on a 2-core machine and the main suite takes ~4.5
+# of them (two workers), engines.sh ~3, so both run the same representative subset, under a minute each: the core modules' unit tests
 # (cron fields, schedule decisions without the slow minute-by-minute DST models, config, board,
 # context, runs, queue, worker), real ticks through the CLI (tests/test_runs.py), stop signals
 # through the CLI, serve and CGI (tests/test_interrupt.py) and the layout check. Python 3.13 reuses
