@@ -144,6 +144,7 @@ def test_a_missing_driver_names_the_extra_to_install(engine, module, extra, tmp_
             connect_store(url)
 
 
+@pytest.mark.sqlite_only("an SQLite file of schema version 1, as run-cron 0.1 left it")
 def test_a_tick_on_an_older_sqlite_schema_asks_for_migrate_which_says_what_it_did(project):
     project.write_jobs("@cronjobs.handler('t')\ndef t(ctx, payload):\n    record('t')\n")
     assert project.run("migrate").stdout.strip().endswith("created the schema at version 2")

@@ -100,6 +100,7 @@ def test_a_tick_on_a_read_only_directory_and_database_refuses_with_one_line_and_
     assert items(project) == list(range(5))
 
 
+@pytest.mark.sqlite_only("a read-only SQLite file")
 @pytest.mark.parametrize("command", READ_COMMANDS, ids=" ".join)
 def test_read_commands_on_a_read_only_database_answer_or_refuse_with_one_line(project, command):
     queued_project(project, n=5)
@@ -130,6 +131,7 @@ def _file_size_limit(limit: int):
     return apply
 
 
+@pytest.mark.sqlite_only("a full disk under the SQLite file")
 def test_a_disk_filling_mid_tick_is_a_store_error_and_keeps_every_committed_checkpoint(project):
     uuid = queued_project(project, n=40, pad=20000)
     project.run("--force", "all")  # the periodic jobs out of the way; the database has its size now
@@ -149,6 +151,7 @@ def test_a_disk_filling_mid_tick_is_a_store_error_and_keeps_every_committed_chec
     assert integrity(project.database) == "ok"
 
 
+@pytest.mark.sqlite_only("a corrupt SQLite file")
 @pytest.mark.parametrize("damage", ["garbage", "truncated"])
 def test_a_corrupt_database_is_one_line_for_the_tick_and_every_read_command(project, damage):
     queued_project(project, n=3)
