@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sqlite3
 import subprocess
 import threading
 import time
@@ -200,6 +201,23 @@ def test_a_keeper_keeps_an_idle_session_the_server_would_end_and_knows_at_once_w
             time.sleep(0.02)
         other.close()
     finally:
+        connection.close()
+
+
+def test_a_statement_the_server_refuses_is_its_error_not_a_lost_session(url):
+    """A wrong statement (PostgreSQL answers a wrong parameter count with 08P01, a protocol violation
+    class) raises its error and leaves the session and the worker alone: only a gone connection kills."""
+    connection = open_fast(url)
+    lost: list[str] = []
+    keeper = Keeper(connection, Timing(30), lambda why, unanswered: lost.append(why))
+    try:
+        keeper.start()
+        with pytest.raises(sqlite3.Error):
+            connection.execute("SELECT CAST(? AS INTEGER)", (1, 2))
+        assert connection.execute("SELECT 1").fetchone() == (1,)
+        assert lost == []
+    finally:
+        keeper.stop()
         connection.close()
 
 

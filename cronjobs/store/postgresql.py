@@ -127,14 +127,16 @@ def ping(raw: Any, timeout: float) -> None:
 
 def session_lost(exc: BaseException) -> bool:
     """True if `exc` says the connection is gone: a network error, or the server ended the session
-    (class 08 connection exceptions, 57P operator intervention, 25P03 idle in transaction timeout)."""
+    (class 08 connection exceptions, 57P operator intervention, 25P03 idle in transaction timeout).
+    Not 08P01, a protocol violation: the server answers a statement with the wrong number of
+    parameters so and keeps the session (were it gone, the next round trip would say so)."""
     import pg8000.dbapi
 
     if isinstance(exc, (OSError, pg8000.exceptions.InterfaceError)):  # type: ignore[attr-defined]
         return True
     fields = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
     code = str(fields.get("C", ""))
-    return code.startswith(("08", "57P")) or code == "25P03"
+    return (code.startswith(("08", "57P")) and code != "08P01") or code == "25P03"
 
 
 def version(cursor: Any) -> str:
