@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Optional
 
 from ..constants import WAITING  # `run_at` of a parent waiting for its children
+from ..store.transaction import immediate
 
 ON_CHILD_FAILURE = ("fail", "ignore")
 #: How many generations below a message `show` and the status page read, and how many descendants at
@@ -117,17 +118,11 @@ def advance(db: sqlite3.Connection, now: float) -> list[tuple[str, str]]:
     if not exists(db):
         return []
     moved: list[tuple[str, str]] = []
-    db.execute("BEGIN IMMEDIATE")
-    try:
+    with immediate(db):
         settled = -1
         while settled < len(moved):  # again while a pass settled one: it may be the last child of another
             settled = len(moved)
             _settle(db, now, moved)
-        db.execute("COMMIT")
-    except BaseException:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
-        raise
     return moved
 
 

@@ -21,6 +21,7 @@ from typing import Any, Iterable, Optional, Sequence
 
 from ..runtime.idle import waiting_flows
 from ..runtime.runs import new_uuid
+from ..store.transaction import immediate
 
 BATCH, CHAIN = "batch", "chain"
 OPEN, DONE, FAILED = "open", "done", "failed"
@@ -65,17 +66,6 @@ def _steps(steps: Iterable[Sequence[Any]], what: str) -> list[Step]:
     return found
 
 
-def _transaction(db: sqlite3.Connection) -> Any:
-    class _Tx:
-        def __enter__(self) -> None:
-            db.execute("BEGIN IMMEDIATE")
-
-        def __exit__(self, kind: Any, *rest: Any) -> None:
-            db.execute("ROLLBACK" if kind is not None else "COMMIT")
-
-    return _Tx()
-
-
 def create(db: sqlite3.Connection, kind: str, steps: Iterable[Sequence[Any]], then: Optional[Sequence[Any]],
            options: dict[str, Any], now: Optional[float] = None) -> Flow:
     """Store a batch (enqueueing every member) or a chain (enqueueing its first step), in one transaction."""
@@ -91,7 +81,7 @@ def create(db: sqlite3.Connection, kind: str, steps: Iterable[Sequence[Any]], th
     uuid = new_uuid()
     for statement in _CREATE:  # before the transaction: DDL commits the open one on MariaDB and MySQL
         db.execute(statement)
-    with _transaction(db):
+    with immediate(db):
         db.execute(
             "INSERT INTO flow (uuid, kind, state, steps, then_type, then_payload, options, created_at) "
             "VALUES (?, ?, 'open', ?, ?, ?, ?, ?)",
@@ -143,7 +133,7 @@ def advance(db: sqlite3.Connection, now: Optional[float] = None) -> list[tuple[s
 
     now = time.time() if now is None else now
     moved = []
-    with _transaction(db):
+    with immediate(db):
         rows = db.execute("SELECT uuid, uuid, kind, steps, then_type, then_payload, options FROM flow "
                           "WHERE state = 'open' ORDER BY created_at, uuid").fetchall()
         for flow_key, uuid, kind, steps, then_type, then_payload, options in rows:

@@ -61,18 +61,13 @@ def connect(database: str, busy_timeout: float = 10.0) -> Optional[sqlite3.Conne
 
 
 def _delete_batch(connection: sqlite3.Connection, where: str, params: tuple[Any, ...], batch: int) -> int:
-    connection.execute("BEGIN IMMEDIATE")
-    try:
-        cursor = connection.execute(
+    from ..store.transaction import immediate  # this module is imported on every tick; pruning is rare
+
+    with immediate(connection):
+        return int(connection.execute(
             f"DELETE FROM message WHERE id IN (SELECT id FROM message WHERE {where} ORDER BY id LIMIT ?)",
             (*params, batch),
-        )
-        connection.execute("COMMIT")
-    except BaseException:
-        if connection.in_transaction:
-            connection.execute("ROLLBACK")
-        raise
-    return cursor.rowcount
+        ).rowcount)
 
 
 def prune(

@@ -20,6 +20,7 @@ import sqlite3
 from typing import Any, Callable, Sequence
 
 from ..messages.family import table_exists
+from ..store.transaction import immediate
 
 
 def _settled(column: str) -> str:
@@ -39,15 +40,8 @@ _ORPHANS = "NOT EXISTS (SELECT 1 FROM flow WHERE flow.uuid = flow_member.flow_uu
 
 def _delete(db: sqlite3.Connection, statements: list[tuple[str, Sequence[Any]]]) -> int:
     """Run DELETE statements in one short write transaction; how many rows went."""
-    db.execute("BEGIN IMMEDIATE")  # not a read upgraded to a write: WAL would refuse it when busy
-    try:
-        count = sum(db.execute(sql, params).rowcount for sql, params in statements)
-        db.execute("COMMIT")
-    except BaseException:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
-        raise
-    return count
+    with immediate(db):
+        return sum(db.execute(sql, params).rowcount for sql, params in statements)
 
 
 def prune_tables(db: sqlite3.Connection, cutoff: float, batch: int,
